@@ -1,0 +1,51 @@
+"""Retrain the bundled default model from ../shared/photos (the committed train split).
+
+    python scripts/train_default.py PHOTO_DIR OUT.pt [--resume]
+
+Model selection and calibration use the committed calibrate split; the test split is
+never read. Prints one line per epoch (loss, val_loss, validation recall at p=0.99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lookalike.train import TrainConfig, photo_paths, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photos", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.json")
+    parser.add_argument("--splits", type=Path, default=ROOT / "data" / "splits")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    config = TrainConfig.from_json(args.config)
+    train = photo_paths(args.photos, args.splits / "train.txt")
+    val = photo_paths(args.photos, args.splits / "calibrate.txt")
+    began = time.time()
+
+    def report(log, extra) -> None:  # type: ignore[no-untyped-def]
+        print(json.dumps({"epoch": log.epoch, "loss": round(log.loss, 4),
+                          "val_loss": round(log.val_loss, 4),
+                          "val_recall_at_p99": round(extra["val_recall_at_p99"], 4),
+                          "lr": extra["lr"], "epoch_seconds": round(log.seconds, 1),
+                          "elapsed_minutes": round((time.time() - began) / 60, 1)}),
+              flush=True)
+
+    result = train_model(train, args.out, config, val_photos=val, resume=args.resume,
+                         on_epoch=report)
+    print(json.dumps({"best_epoch": result.best_epoch,
+                      "best_val_recall_at_p99": result.best_recall_at_p99}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The Typer app, the options every command shares, and error-to-exit-code handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from lookalike import __version__
+
+EXIT_OK = 0
+EXIT_FOUND = 1
+EXIT_UNREADABLE = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="lookalike",
+    help="Find replicated images: edited, cropped, recoloured or re-compressed copies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass
+class Settings:
+    """Options shared by every command."""
+
+    quiet: bool = False
+    verbose: bool = False
+    threads: int | None = None
+
+
+SETTINGS = Settings()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lookalike {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print results and errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print more detail."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for the model (default: all cores)."
+    ),
+) -> None:
+    """Find replicated images with a Siamese CNN."""
+    SETTINGS.quiet, SETTINGS.verbose, SETTINGS.threads = quiet, verbose, threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def stdout() -> Console:
+    """Console for results (plain when piped)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    """Console for progress, notes and errors."""
+    return Console(stderr=True, highlight=False)
+
+
+def show_progress(json_output: bool = False) -> bool:
+    """Progress bars only on an interactive terminal, never with --json or --quiet."""
+    return not (json_output or SETTINGS.quiet) and sys.stderr.isatty()
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One JSON object on stdout."""
+    typer.echo(json.dumps(payload, ensure_ascii=False))
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise."""
+    stderr().print(f"[red]error:[/red] {message}", markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn lookalike's typed errors into one line on stderr and an exit code."""
+    from lookalike.io import UnreadableImage
+    from lookalike.model import CheckpointError
+
+    try:
+        yield
+    except UnreadableImage as exc:
+        raise fail(f"cannot read {exc.path}: {exc.reason}", EXIT_UNREADABLE) from None
+    except CheckpointError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
+def load_model_option(model: Path | None) -> Any:
+    """Load --model PATH or the bundled default, with a clear error."""
+    from lookalike.model import load_model
+
+    return load_model(model)
+
+
+def existing(path: Path, what: str = "path") -> Path:
+    """Refuse a missing path with exit code 2."""
+    if not path.exists():
+        raise fail(f"{what} not found: {path}")
+    return path
+
+
+Command = Callable[..., Any]

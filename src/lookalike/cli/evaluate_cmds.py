@@ -1,0 +1,1 @@
+"""Commands that measure: make-benchmark, evaluate."""

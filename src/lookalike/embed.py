@@ -1,0 +1,158 @@
+"""Batched, streaming embedding of many image files: parallel decode, then the model."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.io import UnreadableImage, open_image
+from lookalike.model import Model, Preprocess, prepare_image
+from lookalike.records import FileError
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded file ready for the encoder, or the reason it could not be read."""
+
+    index: int
+    pixels: np.ndarray | None
+    width: int = 0
+    height: int = 0
+    error: str | None = None
+
+
+@dataclass
+class EmbeddedBatch:
+    """Embeddings of the readable files of one batch; `indices` point into the input."""
+
+    indices: np.ndarray
+    vectors: np.ndarray
+    sizes: list[tuple[int, int]]
+    errors: list[tuple[int, FileError]] = field(default_factory=list)
+
+
+def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
+    """Decode one file at reduced size and prepare it; never raises for a bad file."""
+    try:
+        decoded = open_image(path, min_side=preprocess.input_size)
+        pixels = prepare_image(decoded.image, preprocess)
+        return Prepared(index, pixels, decoded.width, decoded.height)
+    except UnreadableImage as exc:
+        return Prepared(index, None, error=exc.reason)
+    except Exception as exc:  # a decoder bug must not stop a scan of a million files
+        return Prepared(index, None, error=f"unexpected decoder failure ({type(exc).__name__})")
+
+
+def _prepare_chunk(items: list[tuple[int, str]], preprocess: Preprocess) -> list[Prepared]:
+    return [prepare_file(i, p, preprocess) for i, p in items]
+
+
+def default_workers() -> int:
+    """Decode processes: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _prepared_stream(
+    paths: Sequence[str | os.PathLike[str]],
+    preprocess: Preprocess,
+    workers: int,
+    chunk: int,
+) -> Iterator[list[Prepared]]:
+    """Decoded chunks in input order, at most a few chunks ahead (bounded memory)."""
+    items = [(i, str(p)) for i, p in enumerate(paths)]
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        for part in chunks:
+            yield _prepare_chunk(part, preprocess)
+        return
+    # Workers only run PIL and NumPy, so forking is safe and starts fast; it also works
+    # from notebooks and `python -` where spawn cannot re-import __main__.
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ahead = workers * 3
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: list[Future[list[Prepared]]] = []
+        for part in chunks:
+            pending.append(pool.submit(_prepare_chunk, part, preprocess))
+            if len(pending) >= ahead:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def embed_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    model: Model,
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[EmbeddedBatch]:
+    """Embed files as a stream of batches; unreadable files come back as errors.
+
+    Decoding runs in `workers` processes (default: one per core) while the model runs
+    in this one, so neither waits for the other.
+
+    >>> for batch in embed_paths(paths, load_model()):
+    ...     store(batch.indices, batch.vectors)
+    """
+    paths = list(paths)
+    workers = default_workers() if workers is None else workers
+    for prepared in _prepared_stream(paths, model.preprocess, workers, batch_size):
+        good = [p for p in prepared if p.pixels is not None]
+        errors = [
+            (p.index, FileError(Path(paths[p.index]), p.error or "unreadable"))
+            for p in prepared
+            if p.pixels is None
+        ]
+        vectors = (
+            model.embed_arrays(np.stack([p.pixels for p in good]))
+            if good
+            else np.zeros((0, model.encoder.config.embed_dim), dtype=np.float32)
+        )
+        yield EmbeddedBatch(
+            indices=np.array([p.index for p in good], dtype=np.int64),
+            vectors=vectors,
+            sizes=[(p.width, p.height) for p in good],
+            errors=errors,
+        )
+        if on_progress:
+            on_progress(len(prepared))
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of many files: row i of `vectors` belongs to `paths[i]`."""
+
+    paths: list[Path]
+    vectors: np.ndarray
+    errors: list[FileError]
+
+
+def embed_all(
+    paths: Iterable[str | os.PathLike[str]],
+    model: Model,
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Embeddings:
+    """Embed every readable file into one array (errors listed apart)."""
+    paths = list(paths)
+    kept: list[Path] = []
+    chunks: list[np.ndarray] = []
+    errors: list[FileError] = []
+    for batch in embed_paths(
+        paths, model, batch_size=batch_size, workers=workers, on_progress=on_progress
+    ):
+        kept.extend(Path(paths[i]) for i in batch.indices)
+        chunks.append(batch.vectors)
+        errors.extend(e for _, e in batch.errors)
+    dim = model.encoder.config.embed_dim
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
+    return Embeddings(kept, vectors, errors)

@@ -1,0 +1,208 @@
+"""Find and open images: the one place that knows about files and formats."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+    }
+)
+"""File name extensions treated as images when walking folders (compared lower-cased)."""
+
+MAX_PIXELS = 200_000_000
+"""Images declaring more pixels than this are refused (decompression-bomb guard)."""
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class UnreadableImage(Exception):
+    """A file that cannot be opened as an image; `reason` says why in plain words."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Composite an image with transparency over a solid background."""
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, background + (255,))
+    canvas.alpha_composite(rgba)
+    return canvas.convert("RGB")
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        if finite.size == 0:
+            raise ValueError("no finite pixel values")
+        lo, hi = float(finite.min()), float(finite.max())
+        if mode.startswith("I;16") or (mode == "I" and hi <= 65535 and lo >= 0 and hi > 255):
+            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
+        elif mode == "F" and lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
+        grey = np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _flatten(image, background)
+    if mode == "P":
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    min_side: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """Open an image file as an upright 8-bit RGB PIL image.
+
+    EXIF orientation is applied, any mode is converted to RGB (transparency over
+    `background`), an animated file gives its first frame. With `min_side`, large JPEGs
+    are decoded at a reduced scale (PIL draft mode) whose shorter side is still at least
+    `min_side` pixels; other formats are decoded in full. Raises `UnreadableImage`.
+    """
+    return open_image(path, min_side=min_side, background=background).image
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and the full size (upright) of the picture in the file."""
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    *,
+    min_side: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Decoded:
+    """Like `load_image`, and also report the picture's full upright size and format."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width < 1 or height < 1:
+                    raise UnreadableImage(path, "image has no pixels")
+                if width * height > MAX_PIXELS:
+                    raise UnreadableImage(
+                        path, f"image is too large ({width}x{height} pixels declared)"
+                    )
+                if (
+                    min_side
+                    and image.format == "JPEG"
+                    and image.mode in ("RGB", "L", "CMYK", "YCbCr")
+                ):
+                    image.draft("RGB" if image.mode != "L" else "L", (min_side, min_side))
+                fmt = image.format or "?"
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                image.seek(0)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return Decoded(_to_rgb(upright, background).copy(), width, height, fmt)
+    except UnreadableImage:
+        raise
+    except FileNotFoundError:
+        raise UnreadableImage(path, "file not found") from None
+    except IsADirectoryError:
+        raise UnreadableImage(path, "is a folder, not a file") from None
+    except PermissionError:
+        raise UnreadableImage(path, "permission denied") from None
+    except UnidentifiedImageError:
+        reason = "empty file" if _is_empty(path) else "not an image, or a format PIL cannot read"
+        raise UnreadableImage(path, reason) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImage(path, "image is too large (decompression-bomb guard)") from None
+    except OSError as exc:
+        raise UnreadableImage(path, f"corrupt or truncated image ({exc})") from None
+    except (
+        ValueError,
+        SyntaxError,
+        EOFError,
+        MemoryError,
+        TypeError,
+        IndexError,
+        KeyError,
+        ZeroDivisionError,
+        struct.error,
+    ) as exc:
+        raise UnreadableImage(path, f"corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def is_image_name(path: Path) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def iter_image_files(
+    roots: Iterable[str | os.PathLike[str]], *, include_hidden: bool = False
+) -> Iterator[Path]:
+    """Yield image files under each root, recursively, sorted, each real file once.
+
+    Symbolic links to folders are not followed (no loops); hidden files and folders are
+    skipped unless `include_hidden`; a root that is a file is yielded as is.
+    """
+    for root in roots:
+        root = Path(root)
+        if root.is_file():
+            yield root
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            if not include_hidden:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not include_hidden and name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                if is_image_name(path):
+                    yield path

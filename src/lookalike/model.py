@@ -1,0 +1,349 @@
+"""The Siamese encoder, its preprocessing, checkpoints and the similarity score."""
+
+from __future__ import annotations
+
+import hashlib
+import io as _bytes_io
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from lookalike.io import load_image
+from lookalike.records import Comparison
+
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint file layout; other versions are refused."""
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "models" / "default.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, corrupt or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture hyper-parameters of the encoder (stored in every checkpoint)."""
+
+    stem: int = 24
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    depths: tuple[int, ...] = (1, 2, 2, 2)
+    embed_dim: int = 128
+    gem_p: float = 3.0
+    stride_first: bool = True
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the encoder's input (stored in every checkpoint).
+
+    The picture is decoded at reduced size, uniform borders are trimmed, it is squashed
+    to `input_size` square and standardised by its own mean and spread, so brightness and
+    contrast changes barely move it.
+    """
+
+    input_size: int = 128
+    trim_borders: bool = True
+    trim_tolerance: int = 12
+    min_spread: float = 0.04
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How `min_similarity` was chosen."""
+
+    min_similarity: float = 0.9
+    method: str = "uncalibrated default"
+    target_precision: float | None = None
+    positives: int = 0
+    negatives: int = 0
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _SeparableBlock(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1 convolution, with a residual when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.depthwise = _conv_bn(cin, cin, 3, stride, groups=cin)
+        self.pointwise = _conv_bn(cin, cout, 1, 1)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pointwise(self.depthwise(x))
+        return x + y if self.residual else y
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling: between average (p=1) and max (p→∞), tolerant of crops."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class Encoder(nn.Module):
+    """One twin of the Siamese network: image batch -> L2-normalised embeddings."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = [_conv_bn(3, config.stem, 3, 2)]
+        cin = config.stem
+        for stage, (width, depth) in enumerate(zip(config.widths, config.depths, strict=True)):
+            for index in range(depth):
+                stride = 2 if index == 0 and (stage > 0 or config.stride_first) else 1
+                layers.append(_SeparableBlock(cin, width, stride))
+                cin = width
+        self.features = nn.Sequential(*layers)
+        self.pool = GeM(config.gem_p)
+        self.project = nn.Linear(cin, config.embed_dim)
+
+    @property
+    def last_conv(self) -> nn.Module:
+        """The last convolutional block (its output is what Grad-CAM explains)."""
+        return self.features[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(self.pool(self.features(x))), dim=1)
+
+
+def similarity_from_cosine(cosine: np.ndarray | float) -> np.ndarray | float:
+    """Map cosine in [-1, 1] to lookalike's similarity in [0, 1] (higher = more alike)."""
+    return (
+        np.clip((1.0 + np.asarray(cosine)) / 2.0, 0.0, 1.0)
+        if isinstance(cosine, np.ndarray)
+        else min(1.0, max(0.0, (1.0 + float(cosine)) / 2.0))
+    )
+
+
+def _trim(arr: np.ndarray, tolerance: int) -> np.ndarray:
+    """Cut away a uniform border (a canvas around a picture); keep flat images whole."""
+    h, w = arr.shape[:2]
+    if h < 8 or w < 8:
+        return arr
+    ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).astype(np.int16)
+    colour = np.median(ring, axis=0)
+    differs = np.abs(arr.astype(np.int16) - colour).max(axis=2) > tolerance
+    rows = np.flatnonzero(differs.mean(axis=1) > 0.02)
+    cols = np.flatnonzero(differs.mean(axis=0) > 0.02)
+    if rows.size == 0 or cols.size == 0:
+        return arr
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (bottom - top) < 8 or (right - left) < 8:
+        return arr
+    if (bottom - top) * (right - left) > 0.97 * h * w:
+        return arr
+    return arr[top:bottom, left:right]
+
+
+def prepare_image(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
+    """An RGB PIL image -> the encoder's uint8 input, `input_size` square, HWC."""
+    arr = np.asarray(image.convert("RGB"))
+    if preprocess.trim_borders:
+        arr = _trim(arr, preprocess.trim_tolerance)
+    size = preprocess.input_size
+    resized = Image.fromarray(np.ascontiguousarray(arr)).resize(
+        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def load_prepared(path: str | os.PathLike[str], preprocess: Preprocess) -> np.ndarray:
+    """Decode a file at reduced size and prepare it for the encoder (raises UnreadableImage)."""
+    return prepare_image(load_image(path, min_side=preprocess.input_size), preprocess)
+
+
+def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 NHWC batch -> standardised float NCHW tensor in channels-last memory."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255.0)
+    x = x.permute(0, 3, 1, 2)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    spread = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(preprocess.min_spread)
+    return ((x - mean) / spread).contiguous(memory_format=torch.channels_last)
+
+
+@dataclass
+class Model:
+    """A trained Siamese encoder with its preprocessing and calibrated decision rule.
+
+    >>> model = load_model()
+    >>> model.compare("a.jpg", "b.jpg").duplicate
+    """
+
+    encoder: Encoder
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    calibration: Calibration = field(default_factory=Calibration)
+    model_id: str = "untrained"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.encoder.eval()
+        self.encoder.to(memory_format=torch.channels_last)
+
+    @property
+    def min_similarity(self) -> float:
+        """The calibrated cut-off: pairs at or above it are duplicates."""
+        return self.calibration.min_similarity
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Embed prepared uint8 NHWC inputs -> float32 (N, D) unit vectors."""
+        if len(batch) == 0:
+            return np.zeros((0, self.encoder.config.embed_dim), dtype=np.float32)
+        with torch.inference_mode():
+            return self.encoder(to_tensor(batch, self.preprocess)).numpy().astype(np.float32)
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+        """Embed PIL images -> float32 (N, D) unit vectors."""
+        chunks = [
+            self.embed_arrays(
+                np.stack([prepare_image(im, self.preprocess) for im in images[i : i + batch_size]])
+            )
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
+
+    def embed(self, paths: Iterable[str | os.PathLike[str]], batch_size: int = 64) -> np.ndarray:
+        """Embed image files -> float32 (N, D); raises UnreadableImage on the first bad file."""
+        paths = list(paths)
+        chunks = []
+        for i in range(0, len(paths), batch_size):
+            prepared = [load_prepared(p, self.preprocess) for p in paths[i : i + batch_size]]
+            chunks.append(self.embed_arrays(np.stack(prepared)))
+        return np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1]."""
+        cosine = np.sum(np.atleast_2d(a) * np.atleast_2d(b), axis=1)
+        return np.asarray(similarity_from_cosine(cosine))
+
+    def compare(
+        self,
+        a: str | os.PathLike[str],
+        b: str | os.PathLike[str],
+        min_similarity: float | None = None,
+    ) -> Comparison:
+        """Decide whether two image files are copies of one picture."""
+        cut = self.min_similarity if min_similarity is None else min_similarity
+        emb = self.embed([a, b])
+        score = float(self.similarity(emb[0], emb[1])[0])
+        return Comparison(Path(a), Path(b), score, score >= cut, cut, self.model_id)
+
+    def with_calibration(self, calibration: Calibration) -> Model:
+        """A copy of this model using another decision rule."""
+        return replace(self, calibration=calibration)
+
+
+def save_model(model: Model, path: str | os.PathLike[str], **extra: Any) -> Path:
+    """Write a checkpoint: weights, architecture, preprocessing, calibration, id, format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().clone().contiguous() for k, v in model.encoder.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "lookalike-siamese",
+        "model_id": model.model_id,
+        "encoder": asdict(model.encoder.config),
+        "preprocess": asdict(model.preprocess),
+        "calibration": asdict(model.calibration),
+        "meta": model.meta,
+        "state_dict": state,
+        **extra,
+    }
+    buffer = _bytes_io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint file's raw contents, checking its kind and format version."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file there")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != "lookalike-siamese":
+        raise CheckpointError(f"{path}: not a lookalike checkpoint")
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload.get('format')!r} is not supported "
+            f"(this lookalike reads format {CHECKPOINT_FORMAT})"
+        )
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any]) -> Model:
+    """Build a Model from a checkpoint's contents."""
+    try:
+        enc = payload["encoder"]
+        config = EncoderConfig(
+            **{**enc, "widths": tuple(enc["widths"]), "depths": tuple(enc["depths"])}
+        )
+        encoder = Encoder(config)
+        encoder.load_state_dict(payload["state_dict"])
+        return Model(
+            encoder=encoder,
+            preprocess=Preprocess(**payload["preprocess"]),
+            calibration=Calibration(**payload["calibration"]),
+            model_id=str(payload["model_id"]),
+            meta=dict(payload.get("meta", {})),
+        )
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint contents do not match the architecture: {exc}") from None
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> Model:
+    """Load a checkpoint; with no path, the default model bundled with lookalike."""
+    if path is None:
+        path = DEFAULT_CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(
+                "the bundled default model is missing from this install; "
+                "pass --model PATH (a checkpoint made by `lookalike train`)"
+            )
+    return model_from_payload(read_checkpoint(path))
+
+
+def new_model(
+    config: EncoderConfig | None = None,
+    preprocess: Preprocess | None = None,
+    seed: int = 0,
+    model_id: str = "untrained",
+) -> Model:
+    """A freshly initialised model (random weights, seeded)."""
+    torch.manual_seed(seed)
+    return Model(Encoder(config or EncoderConfig()), preprocess or Preprocess(), model_id=model_id)
+
+
+def fingerprint(model: Model) -> str:
+    """A short digest of weights + preprocessing: embeddings from equal fingerprints mix."""
+    digest = hashlib.sha256()
+    digest.update(repr(asdict(model.preprocess)).encode())
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

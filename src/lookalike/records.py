@@ -1,0 +1,94 @@
+"""Plain records passed between lookalike's modules (frozen dataclasses only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict on one pair of images."""
+
+    a: Path
+    b: Path
+    similarity: float
+    duplicate: bool
+    min_similarity: float
+    model: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two indexed images and how alike they are."""
+
+    a: Path
+    b: Path
+    similarity: float
+    duplicate: bool
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Member:
+    """One image of a duplicate group and its similarity to the group's keeper."""
+
+    path: Path
+    similarity_to_keep: float
+
+
+@dataclass(frozen=True)
+class Group:
+    """Images that are copies of one picture; `keep` is the one to keep."""
+
+    keep: Path
+    members: tuple[Member, ...]
+
+    @property
+    def duplicates(self) -> tuple[Path, ...]:
+        """Members other than the keeper."""
+        return tuple(m.path for m in self.members if m.path != self.keep)
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be read, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """Losses of one training epoch."""
+
+    epoch: int
+    loss: float
+    val_loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Quality and cost of one system on one benchmark set."""
+
+    system: str
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    precision: float
+    recall: float
+    f1: float
+    recall_by_family: dict[str, float]
+    positives_by_family: dict[str, int]
+    recall_at_p99: float
+    recall_at_p999: float
+    recall_by_family_at_p99: dict[str, float]
+    pr_auc: float
+    roc_auc: float
+    seconds: float
+    images_per_s: float
+    cpu_util: float
+    peak_rss_mb: float
+    extra: dict[str, float] = field(default_factory=dict)
