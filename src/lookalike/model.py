@@ -236,6 +236,15 @@ class Model:
         cosine = np.sum(np.atleast_2d(a) * np.atleast_2d(b), axis=1)
         return np.asarray(similarity_from_cosine(cosine))
 
+    def similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity of every row of `a` with every row of `b`: (len(a), len(b)) in [0, 1].
+
+        Every scorer of embeddings (evaluation, scan, explain) goes through this method
+        or `similarity`, so the score is defined in one place.
+        """
+        cosine = np.atleast_2d(a).astype(np.float32) @ np.atleast_2d(b).astype(np.float32).T
+        return np.asarray(similarity_from_cosine(cosine), dtype=np.float32)
+
     def compare(
         self,
         a: str | os.PathLike[str],
