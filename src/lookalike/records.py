@@ -92,3 +92,61 @@ class Metrics:
     cpu_util: float
     peak_rss_mb: float
     extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a benchmark image comes from: a photo, and the box cut from it (None = whole).
+
+    `box` is (left, top, right, bottom) in the photo scaled to `size` (width, height).
+    """
+
+    photo: str
+    size: tuple[int, int]
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A benchmark set: its images (file names under `root / "images"`) and their groups.
+
+    Each group is an original followed by its edited copies; every distractor is a group
+    of its own. Positives are original-edit pairs, two edits of one original are neither
+    positive nor negative, and every pair across groups is a negative.
+    """
+
+    root: Path
+    groups: tuple[tuple[str, ...], ...]
+    edits: dict[str, str]
+    originals: tuple[str, ...]
+    distractors: tuple[str, ...]
+    sources: dict[str, Source] = field(default_factory=dict)
+    families: tuple[str, ...] = ()
+    skipped: tuple[FileError, ...] = ()
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """Every image of the set: each group in order, then the distractors."""
+        return tuple(name for group in self.groups for name in group) + self.distractors
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Score distributions and the ROC / precision-recall curves of one system on one set."""
+
+    system: str
+    roc: tuple[tuple[float, float], ...]
+    """(false-positive rate, recall) from the strictest cut-off to the loosest."""
+    pr: tuple[tuple[float, float], ...]
+    """(recall, precision) at every distinct positive score, strictest first."""
+    bin_edges: tuple[float, ...]
+    positive_counts: tuple[int, ...]
+    negative_counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One system's metrics and curves on one benchmark set."""
+
+    metrics: Metrics
+    curves: Curves

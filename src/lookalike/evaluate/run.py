@@ -1,0 +1,221 @@
+"""Run a system (the model or a peer hash) over a benchmark set and measure it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import psutil
+
+from lookalike.embed import embed_all
+from lookalike.evaluate.benchmark import PairLayout, load_truth, pair_layout
+from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
+from lookalike.evaluate.scoring import tally_pairs
+from lookalike.model import Model
+from lookalike.records import Evaluation, Truth
+
+MODEL_SYSTEM = "lookalike"
+"""The model's name in reports."""
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _unique_memory(process: psutil.Process) -> int:
+    """Memory only this process uses (USS), or its RSS where USS is not available."""
+    try:
+        return int(process.memory_full_info().uss)
+    except (psutil.AccessDenied, AttributeError):
+        return int(process.memory_info().rss)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Wall time, CPU use and peak memory of one measured stage."""
+
+    seconds: float
+    cpu_seconds: float
+    cpu_util: float
+    peak_rss_mb: float
+
+
+class ResourceMonitor:
+    """Measure a stage: wall time, CPU time and peak RSS of this process and its children.
+
+    CPU time is this process's plus its children's (finished children through the
+    kernel's accounting, running ones sampled); utilisation is CPU time / wall time /
+    cores. Memory is sampled every `interval` seconds as this process's RSS plus each
+    worker's unique set size (USS): forked workers share most pages with this process,
+    so summing their RSS would count the libraries once per worker. The sampling thread's
+    own CPU time (a few % of a core) is included.
+
+    >>> with ResourceMonitor() as monitor:
+    ...     work()
+    >>> monitor.cost.cpu_util
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._children_cpu: dict[int, float] = {}
+        self._peak = 0
+        self.cost = Cost(0.0, 0.0, 0.0, 0.0)
+
+    def _cpu(self) -> float:
+        t = self._process.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def _sample(self) -> None:
+        rss = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            try:
+                rss += _unique_memory(child)
+                times = child.cpu_times()
+                self._children_cpu[child.pid] = times.user + times.system
+            except psutil.Error:  # the child finished between listing and reading it
+                continue
+        self._peak = max(self._peak, rss)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> ResourceMonitor:
+        self._start_wall, self._start_cpu = time.perf_counter(), self._cpu()
+        self._sample()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        wall = time.perf_counter() - self._start_wall
+        running = {c.pid for c in self._process.children(recursive=True)}
+        cpu = self._cpu() - self._start_cpu
+        cpu += sum(v for pid, v in self._children_cpu.items() if pid in running)
+        self.cost = Cost(wall, cpu, cpu / max(wall, 1e-9) / _cores(), self._peak / 2**20)
+
+
+def _as_truth(bench: Truth | str | os.PathLike[str]) -> Truth:
+    return bench if isinstance(bench, Truth) else load_truth(bench)
+
+
+def _finish(
+    system: str,
+    layout: PairLayout,
+    scorer: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    min_score: float,
+    valid: np.ndarray,
+    cost: Cost,
+    extra: dict[str, float],
+) -> Evaluation:
+    began = time.perf_counter()
+    tally = tally_pairs(layout, scorer, min_score, valid=valid)
+    metrics = tally.metrics(
+        system,
+        seconds=cost.seconds,
+        images=len(layout.paths),
+        cpu_util=cost.cpu_util,
+        peak_rss_mb=cost.peak_rss_mb,
+        extra={
+            "images": float(len(layout.paths)),
+            "unreadable": float((~valid).sum()),
+            "cpu_seconds": cost.cpu_seconds,
+            "scoring_seconds": time.perf_counter() - began,
+            **extra,
+        },
+    )
+    return Evaluation(metrics, tally.curves(system))
+
+
+def evaluate_model(
+    bench: Truth | str | os.PathLike[str],
+    model: Model,
+    *,
+    min_similarity: float | None = None,
+    workers: int | None = None,
+    batch_size: int = 64,
+    on_progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Embed every image of a set (decode included in the timing) and score all pairs.
+
+    The decision is similarity >= `min_similarity` (default: the model's calibrated
+    value). `seconds`, `images_per_s`, `cpu_util` and `peak_rss_mb` cover decoding and
+    embedding; the evaluation's own all-pairs scoring is reported apart as
+    `extra["scoring_seconds"]`.
+
+    >>> evaluate_model("bench", load_model()).metrics.recall_at_p99
+    """
+    layout = pair_layout(_as_truth(bench))
+    cut = model.min_similarity if min_similarity is None else float(min_similarity)
+    with ResourceMonitor() as monitor:
+        embedded = embed_all(
+            layout.paths, model, batch_size=batch_size, workers=workers, on_progress=on_progress
+        )
+    row = {Path(p): i for i, p in enumerate(embedded.paths)}
+    index = np.array([row.get(p, -1) for p in layout.paths], dtype=np.int64)
+    valid = index >= 0
+    vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
+    vectors[valid] = embedded.vectors[index[valid]]
+
+    def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return model.similarity_matrix(vectors[rows], vectors[cols])
+
+    return _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost, {"min_similarity": cut})
+
+
+def evaluate_hash(
+    bench: Truth | str | os.PathLike[str],
+    name: str,
+    *,
+    max_distance: int | None = None,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Hash every image of a set with a peer (one process per core) and score all pairs.
+
+    Scores are 1 - Hamming distance / bits; the decision is distance <= `max_distance`
+    (default: the peer's usual value, see `PEERS`).
+
+    >>> evaluate_hash("bench", "phash").metrics.recall
+    """
+    layout = pair_layout(_as_truth(bench))
+    peer = get_peer(name)
+    limit = peer.max_distance if max_distance is None else int(max_distance)
+    with ResourceMonitor() as monitor:
+        hashes = hash_files(layout.paths, name, workers=workers, on_progress=on_progress)
+    evaluation = _finish(
+        name,
+        layout,
+        hamming_scorer(hashes),
+        1.0 - limit / peer.bits,
+        hashes.valid,
+        monitor.cost,
+        {"max_distance": float(limit), "bits": float(peer.bits)},
+    )
+    extra = dict(evaluation.metrics.extra)
+    for target in ("p99", "p999"):
+        cut = extra[f"min_score_at_{target}"]
+        # Back to the peer's own unit; NaN when no cut-off reaches the precision.
+        extra[f"max_distance_at_{target}"] = (
+            round((1.0 - cut) * peer.bits) if np.isfinite(cut) else float("nan")
+        )
+    return replace(evaluation, metrics=replace(evaluation.metrics, extra=extra))
