@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end in their tiny mode, so they cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SyntheticFolder
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_quality_tiny(
+    synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    photos = synthetic_folder.originals + synthetic_folder.unrelated
+    listing = tmp_path / "photos.txt"
+    listing.write_text("\n".join(p.relative_to(synthetic_folder.root).as_posix() for p in photos))
+    out = tmp_path / "quality.json"
+    result = run(
+        "quality.py", str(synthetic_folder.root), "--photos-list", str(listing),
+        "--model", str(tiny_checkpoint), "--tiny", "--json-out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "mean over 2 set(s)" in result.stdout and "positives found per edit family" in result.stdout
+    )
+    report = json.loads(out.read_text())
+    assert [r["seed"] for r in report["runs"]] == [0, 1]
+    for payload in report["runs"]:
+        assert list(payload["systems"]) == ["lookalike", "phash", "pdq"]
+        assert payload["benchmark"]["positives"] == 6  # 2 originals x 3 families
+    assert report["machine"]["cores"] >= 1 and "--tiny" in report["command"]
+
+
+def test_throughput_tiny(
+    synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "throughput.json"
+    result = run(
+        "throughput.py", str(synthetic_folder.root), "--model", str(tiny_checkpoint), "--tiny",
+        "--json-out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "lookalike ÷ this" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["files"] == 8
+    assert [s["system"] for s in report["systems"]] == ["lookalike (tiny-test)", "phash"]
+    assert all(s["images_per_s"] > 0 for s in report["systems"])
