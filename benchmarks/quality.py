@@ -30,6 +30,7 @@ from lookalike.cli.evaluate_cmds import (
     comparison_table,
     evaluation_payload,
     families_table,
+    print_table,
 )
 from lookalike.evaluate import (
     evaluate_hash,
@@ -170,18 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload["seed"], payload["build_seconds"] = seed, round(built, 1)
             payloads.append(payload)
             counts = payload["benchmark"]
-            console.print(
+            print_table(
+                console,
                 comparison_table(
                     run,
                     f"seed {seed}: {counts['images']:,} images, {counts['positives']:,} positive "
                     f"and {counts['negatives']:,} negative pairs (model {model.model_id})",
-                )
+                ),
             )
             if len(seeds) == 1:
-                console.print(families_table(run))
+                print_table(console, families_table(run))
     if len(seeds) > 1:
-        console.print(summary_table(runs))
-        console.print(family_counts(runs))
+        print_table(console, summary_table(runs))
+        print_table(console, family_counts(runs))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(

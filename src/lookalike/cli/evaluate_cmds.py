@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -229,6 +230,22 @@ _ROWS: tuple[tuple[str, Callable[[Metrics], float], str], ...] = (
 )
 
 
+def print_table(console: Console, table: Table) -> None:
+    """A table on a terminal fits it; piped, it keeps its natural width (no wrapped cells)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    for column in table.columns:
+        column.no_wrap = True
+    width = console.measure(table, options=console.options.update_width(10_000)).maximum
+    before = console.width
+    console.width = max(before, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = before
+
+
 def _decision(metrics: Metrics) -> str:
     if "max_distance" in metrics.extra:
         return f"distance ≤ {metrics.extra['max_distance']:.0f}"
@@ -358,14 +375,15 @@ def evaluate_command(
         return
     counts = benchmark_counts(truth)
     out = stdout()
-    out.print(
+    print_table(
+        out,
         comparison_table(
             evaluations,
             f"{bench_dir}: {counts['images']:,} images, {counts['positives']:,} positive "
             f"and {counts['negatives']:,} negative pairs (model {loaded.model_id})",
-        )
+        ),
     )
     if not SETTINGS.quiet:
-        out.print(families_table(evaluations))
+        print_table(out, families_table(evaluations))
     for path in written:
         stderr().print(f"wrote {path}")
