@@ -150,3 +150,113 @@ class Evaluation:
 
     metrics: Metrics
     curves: Curves
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """Where a scan is: `stage` is walk, hash, embed, search or group; `total` None = unknown."""
+
+    stage: str
+    done: int
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    """Counts and cost of one scan.
+
+    `files` = image files found (each path once), `images` = readable distinct files,
+    `exact_duplicates` = files byte-identical to another one (copies beyond the first),
+    `embedded` = contents the model embedded in this run (the rest came from the index).
+    """
+
+    files: int
+    images: int
+    errors: int
+    exact_duplicates: int
+    groups: int
+    seconds: float
+    images_per_s: float
+    embedded: int = 0
+    hashed: int = 0
+    same_file: int = 0
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan found: every pair at or above the review cut-off, the groups, the errors."""
+
+    pairs: tuple[Pair, ...]
+    groups: tuple[Group, ...]
+    errors: tuple[FileError, ...]
+    stats: ScanStats
+    min_similarity: float
+    review_min_similarity: float
+    keep: str
+    model: str
+    index: Path
+
+
+@dataclass(frozen=True)
+class Move:
+    """One file moved (or deleted) by quarantine; `sha256` is its content before the move."""
+
+    src: Path
+    dst: Path | None
+    sha256: str
+    op: str
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """The outcome of a quarantine or restore: what was done and what was left, and why."""
+
+    manifest: Path | None
+    done: tuple[Move, ...]
+    skipped: tuple[FileError, ...]
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    """An image in another split (or class folder) that duplicates a given image."""
+
+    path: Path
+    split: str
+    similarity: float
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Leak:
+    """An image of one split with duplicates in other splits."""
+
+    path: Path
+    split: str
+    matches: tuple[Match, ...]
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """A duplicate group whose members sit in different class folders."""
+
+    labels: tuple[str, ...]
+    members: tuple[Match, ...]
+
+
+@dataclass(frozen=True)
+class LeakReport:
+    """Images that appear (as duplicates) in more than one split of a dataset.
+
+    `split_counts` maps "A|B" (an unordered pair of splits) to the number of images of
+    either split with a duplicate in the other; `folder_counts` maps a folder to its
+    number of leaking images.
+    """
+
+    splits: tuple[str, ...]
+    leaks: tuple[Leak, ...]
+    split_counts: dict[str, int]
+    folder_counts: dict[str, int]
+    label_conflicts: tuple[LabelConflict, ...]
+    min_similarity: float
+    errors: tuple[FileError, ...] = ()

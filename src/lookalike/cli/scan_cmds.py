@@ -1,0 +1,386 @@
+"""Commands that scan collections: scan, query, quarantine, restore, leaks, demo."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from lookalike.cli._app import (
+    EXIT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    SETTINGS,
+    app,
+    fail,
+    load_model_option,
+    print_json,
+    show_progress,
+    stderr,
+    stdout,
+    user_errors,
+)
+from lookalike.records import ScanProgress
+
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+@contextmanager
+def _scan_errors() -> Iterator[None]:
+    """Scan, index and manifest errors -> one line and exit code 2."""
+    from lookalike.index import IndexSchemaError, ModelMismatch
+    from lookalike.scan import ScanError
+
+    try:
+        with user_errors():
+            yield
+    except (ScanError, IndexSchemaError, ModelMismatch) as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+
+
+class _Rate(ProgressColumn):
+    """Items per second of the current stage."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+_STAGES = {
+    "walk": "finding files",
+    "embed": "embedding images",
+    "search": "searching pairs",
+    "group": "grouping",
+}
+
+
+def _progress_bar(json_output: bool) -> tuple[Progress, Callable[[ScanProgress], None]]:
+    """A Rich progress display (only on a terminal) and the callback that drives it."""
+    progress = Progress(
+        TextColumn("{task.description:<17}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        disable=not show_progress(json_output),
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(event: ScanProgress) -> None:
+        if event.stage not in tasks:
+            tasks[event.stage] = progress.add_task(
+                _STAGES.get(event.stage, event.stage), total=event.total
+            )
+        progress.update(tasks[event.stage], completed=event.done, total=event.total)
+
+    return progress, update
+
+
+@app.command()
+def scan(
+    folders: list[Path] = typer.Argument(None, help="Folders (or image files) to scan."),
+    index: Path = typer.Option(..., "--index", "-i", help="Index file (created if missing)."),
+    files_from: str | None = typer.Option(
+        None, "--files-from", help="Also scan the files listed in FILE, one per line (- = stdin)."
+    ),
+    min_similarity: float | None = typer.Option(
+        None,
+        "--min-similarity",
+        min=0.0,
+        max=1.0,
+        help="Duplicates at similarity >= this (default: the model's calibrated value).",
+    ),
+    review_min_similarity: float | None = typer.Option(
+        None,
+        "--review-min-similarity",
+        min=0.0,
+        max=1.0,
+        help="Also list pairs down to this for review (default: min-similarity - 0.03).",
+    ),
+    keep: str = typer.Option(
+        "largest",
+        "--keep",
+        help="Keeper of each group: largest, oldest, newest, shortest-path or first.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json-out", help="Write pairs/groups as JSON."),
+    csv_out: Path | None = typer.Option(None, "--csv-out", help="Write one CSV row per pair."),
+    list_out: Path | None = typer.Option(
+        None, "--list-out", help="Write the files to remove, one per line (for xargs)."
+    ),
+    html_out: Path | None = typer.Option(
+        None, "--html-out", help="Write an HTML report with thumbnails into this folder."
+    ),
+    model: Path | None = MODEL_OPTION,
+    include_hidden: bool = typer.Option(
+        False, "--include-hidden", help="Also scan hidden files and folders."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Find duplicate groups among images and keep them in an index (rerun = incremental)."""
+    from lookalike.scan import KEEP_POLICIES, scan_folder
+
+    if keep not in KEEP_POLICIES:
+        raise fail(f"--keep must be one of {', '.join(KEEP_POLICIES)}")
+    if not folders and files_from is None:
+        raise fail("give folders to scan, or --files-from FILE")
+    listed: Any = None
+    if files_from == "-":
+        listed = sys.stdin.read().splitlines()
+    elif files_from is not None:
+        listed = Path(files_from)
+    progress, on_progress = _progress_bar(json_output)
+    with _scan_errors(), progress:
+        loaded = load_model_option(model)
+        result = scan_folder(
+            folders or [],
+            index,
+            model=loaded,
+            min_similarity=min_similarity,
+            review_min_similarity=review_min_similarity,
+            keep=keep,
+            files_from=listed,
+            include_hidden=include_hidden,
+            on_progress=on_progress,
+        )
+    written = _write_outputs(result, json_out, csv_out, list_out, html_out)
+    if json_output:
+        from lookalike.report import scan_payload
+
+        print_json(scan_payload(result))
+        return
+    _print_summary(result, written)
+
+
+def _write_outputs(
+    result: Any,
+    json_out: Path | None,
+    csv_out: Path | None,
+    list_out: Path | None,
+    html_out: Path | None,
+) -> list[str]:
+    from lookalike import report
+
+    written = []
+    if json_out:
+        written.append(f"JSON: {report.write_json(result, json_out)}")
+    if csv_out:
+        written.append(f"CSV: {report.write_csv(result, csv_out)}")
+    if list_out:
+        path, left_out = report.write_list(result, list_out)
+        written.append(f"removal list: {path}")
+        for name in left_out:
+            stderr().print(f"not in the removal list (line break in its name): {name!r}")
+    if html_out:
+        written.append(f"HTML report: {report.write_html(result, html_out)}")
+    return written
+
+
+def _print_summary(result: Any, written: list[str]) -> None:
+    out, err = stdout(), stderr()
+    stats = result.stats
+    duplicates = sum(len(g.duplicates) for g in result.groups)
+    if not SETTINGS.quiet:
+        for error in result.errors:
+            err.print(f"unreadable: {error.path}: {error.reason}", markup=False)
+    out.print(
+        f"{stats.images} images in {stats.files} files: {stats.groups} duplicate groups, "
+        f"{duplicates} files to remove ({stats.exact_duplicates} exact copies), "
+        f"{stats.errors} unreadable; {stats.seconds:.1f} s "
+        f"({stats.embedded} embedded, {stats.images_per_s:.0f} images/s)",
+        markup=False,
+    )
+    if SETTINGS.verbose:
+        for group in result.groups:
+            out.print(f"keep {group.keep}", markup=False)
+            for member in group.members:
+                if member.path != group.keep:
+                    out.print(f"  {member.similarity_to_keep:.4f}  {member.path}", markup=False)
+    out.print(f"index: {result.index}", markup=False)
+    for line in written:
+        out.print(line, markup=False)
+
+
+@app.command()
+def query(
+    image: Path = typer.Argument(..., help="Image to look up."),
+    index: Path = typer.Option(..., "--index", "-i", help="Index made by `lookalike scan`."),
+    k: int = typer.Option(10, "-k", "--top", min=1, help="How many lookalikes to list."),
+    model: Path | None = MODEL_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List the indexed images most like IMAGE, best first."""
+    from lookalike.scan import find_lookalikes
+
+    with _scan_errors():
+        loaded = load_model_option(model)
+        found = find_lookalikes(image, index, model=loaded, k=k)
+    if json_output:
+        print_json(
+            {
+                "schema_version": 1,
+                "image": str(image),
+                "matches": [
+                    {
+                        "path": str(p.b),
+                        "similarity": round(p.similarity, 6),
+                        "duplicate": p.duplicate,
+                        "exact": p.exact,
+                    }
+                    for p in found
+                ],
+            }
+        )
+        return
+    out = stdout()
+    for pair in found:
+        tag = "exact copy" if pair.exact else ("duplicate" if pair.duplicate else "")
+        out.print(f"{pair.similarity:.4f}  {pair.b}  {tag}".rstrip(), markup=False)
+
+
+@app.command("quarantine")
+def quarantine_command(
+    index: Path = typer.Argument(..., help="Index made by `lookalike scan`."),
+    to: Path = typer.Option(..., "--to", help="Folder to move the duplicates into."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would move."),
+    delete: bool = typer.Option(
+        False, "--delete", help="Delete the duplicates instead of moving them (no undo)."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Move every group's non-keepers into a folder (undo with `lookalike restore`)."""
+    from lookalike.scan import quarantine
+
+    with _scan_errors():
+        outcome = quarantine(index, to, dry_run=dry_run, delete=delete)
+    _print_moves(outcome, json_output, "would move" if dry_run else "moved")
+    if outcome.manifest and not json_output:
+        stdout().print(f"manifest: {outcome.manifest}  (undo: lookalike restore MANIFEST)")
+
+
+@app.command()
+def restore(
+    manifest: Path = typer.Argument(..., help="Manifest written by `lookalike quarantine`."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Put every quarantined file back where it was, checking its SHA-256."""
+    from lookalike.scan import restore as restore_files
+
+    with _scan_errors():
+        outcome = restore_files(manifest)
+    _print_moves(outcome, json_output, "restored")
+
+
+def _print_moves(outcome: Any, json_output: bool, verb: str) -> None:
+    if json_output:
+        from lookalike.report import quarantine_payload
+
+        print_json(quarantine_payload(outcome))
+        return
+    out, err = stdout(), stderr()
+    if SETTINGS.verbose or outcome.dry_run:
+        for move in outcome.done:
+            target = f" -> {move.dst}" if move.dst else " (delete)"
+            out.print(f"{move.src}{target}", markup=False)
+    for skipped in outcome.skipped:
+        err.print(f"left as is: {skipped.path}: {skipped.reason}", markup=False)
+    out.print(f"{verb} {len(outcome.done)} files, {len(outcome.skipped)} left as they were")
+
+
+@app.command()
+def leaks(
+    splits: list[Path] = typer.Argument(..., help="Splits: folders or index files (2 or more)."),
+    labels_from_folders: bool = typer.Option(
+        False,
+        "--labels-from-folders",
+        help="Also report duplicates filed under different class folders.",
+    ),
+    min_similarity: float | None = typer.Option(
+        None, "--min-similarity", min=0.0, max=1.0, help="Duplicates at similarity >= this."
+    ),
+    index_dir: Path | None = typer.Option(
+        None, "--index-dir", help="Keep the folders' indexes here (reruns are incremental)."
+    ),
+    model: Path | None = MODEL_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Find images duplicated across dataset splits (exit 0 none, 1 found, 2 error)."""
+    from lookalike.scan import find_leaks
+
+    progress, on_progress = _progress_bar(json_output)
+    with _scan_errors(), progress:
+        loaded = load_model_option(model)
+        report = find_leaks(
+            splits,
+            model=loaded,
+            min_similarity=min_similarity,
+            labels_from_folders=labels_from_folders,
+            index_dir=index_dir,
+            on_progress=on_progress,
+        )
+    found = bool(report.leaks) or bool(report.label_conflicts)
+    if json_output:
+        from lookalike.report import leaks_payload
+
+        print_json(leaks_payload(report))
+        raise typer.Exit(EXIT_FOUND if found else EXIT_OK)
+    out = stdout()
+    for leak in report.leaks:
+        best = leak.matches[0]
+        more = f" (+{len(leak.matches) - 1} more)" if len(leak.matches) > 1 else ""
+        out.print(
+            f"{leak.split}: {leak.path}  ~  {best.split}: {best.path}  {best.similarity:.4f}{more}",
+            markup=False,
+        )
+    for pair, count in report.split_counts.items():
+        first, second = pair.split("|", 1)
+        out.print(f"{count} images shared between {first} and {second}", markup=False)
+    for conflict in report.label_conflicts:
+        paths = ", ".join(str(m.path) for m in conflict.members)
+        out.print(f"labels {' / '.join(conflict.labels)}: {paths}", markup=False)
+    if not found:
+        out.print(f"no leaks between {len(report.splits)} splits")
+    raise typer.Exit(EXIT_FOUND if found else EXIT_OK)
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Argument(Path("lookalike-demo"), help="New or empty folder to use."),
+    model: Path | None = MODEL_OPTION,
+) -> None:
+    """Write sample photos with edited copies, scan them, and write the HTML report."""
+    from lookalike.report import write_html
+    from lookalike.scan import scan_folder, write_demo_folder
+
+    progress, on_progress = _progress_bar(False)
+    with _scan_errors(), progress:
+        loaded = load_model_option(model)
+        photos = write_demo_folder(folder)
+        result = scan_folder(
+            [photos], folder / "demo.lookalike", model=loaded, on_progress=on_progress
+        )
+    page = write_html(result, folder / "report")
+    out = stdout()
+    out.print(
+        f"{result.stats.images} sample images in {photos}: {result.stats.groups} duplicate groups",
+        markup=False,
+    )
+    out.print(f"report: {page.resolve()}", markup=False)
+    out.print(
+        f"index:  {result.index}   (try: lookalike query IMAGE --index {result.index})",
+        markup=False,
+    )

@@ -1,0 +1,35 @@
+"""The persistent store (SQLite + embeddings) and nearest-neighbour search.
+
+>>> with build_index("photos.lookalike", load_model()) as index:
+...     index.files()
+"""
+
+from lookalike.index.search import EXACT_LIMIT, Neighbours, build_search, find_pairs, nearest
+from lookalike.index.store import (
+    SCHEMA_VERSION,
+    FileRow,
+    GroupRow,
+    Index,
+    IndexSchemaError,
+    ModelMismatch,
+    RootRow,
+    build_index,
+    open_index,
+)
+
+__all__ = [
+    "EXACT_LIMIT",
+    "SCHEMA_VERSION",
+    "FileRow",
+    "GroupRow",
+    "Index",
+    "IndexSchemaError",
+    "ModelMismatch",
+    "Neighbours",
+    "RootRow",
+    "build_index",
+    "build_search",
+    "find_pairs",
+    "nearest",
+    "open_index",
+]

@@ -1,0 +1,519 @@
+"""The persistent index: one SQLite file (WAL) with files, embeddings, pairs and groups.
+
+A scan writes it in small transactions, so a kill at any point loses at most the batch
+in flight; a web server may read it (and write review marks) at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.model import Model, fingerprint
+
+SCHEMA_VERSION = 1
+"""Version of the table layout written by this lookalike."""
+
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE roots (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,      -- absolute
+    shown TEXT NOT NULL,            -- as the user gave it
+    label TEXT NOT NULL UNIQUE      -- folder name under a quarantine folder
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,      -- absolute, symbolic links not resolved
+    shown TEXT NOT NULL,            -- as the user gave it
+    root_id INTEGER REFERENCES roots(id),
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    dev INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    is_link INTEGER NOT NULL DEFAULT 0,
+    hash TEXT,                      -- xxh3_128 of the bytes; NULL if they could not be read
+    width INTEGER,
+    height INTEGER,
+    error TEXT,
+    same_as INTEGER,                -- another path of this very file (hard or symbolic link)
+    seen INTEGER NOT NULL,          -- the last scan that found it
+    walk_order INTEGER NOT NULL     -- position in that scan's walk (the `first` keep policy)
+);
+CREATE INDEX files_hash ON files(hash);
+CREATE INDEX files_seen ON files(seen);
+CREATE INDEX files_inode ON files(dev, inode);
+CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE pairs (
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    similarity REAL NOT NULL,
+    exact INTEGER NOT NULL,
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE INDEX pairs_b ON pairs(b);
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY,
+    keep INTEGER NOT NULL,
+    keep_by TEXT NOT NULL           -- 'policy' or 'user'
+);
+CREATE TABLE members (
+    group_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL UNIQUE,
+    similarity_to_keep REAL NOT NULL,
+    PRIMARY KEY (group_id, file_id)
+);
+CREATE TABLE keep_marks (hash TEXT PRIMARY KEY, marked_at REAL NOT NULL);
+CREATE TABLE not_duplicates (
+    hash_a TEXT NOT NULL,
+    hash_b TEXT NOT NULL,
+    marked_at REAL NOT NULL,
+    PRIMARY KEY (hash_a, hash_b),
+    CHECK (hash_a < hash_b)
+);
+CREATE TABLE scans (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL,
+    roots TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    stats TEXT
+);
+"""
+
+
+class IndexSchemaError(Exception):
+    """A file that is not a lookalike index, or one of a schema this version cannot read."""
+
+
+class ModelMismatch(Exception):
+    """An index whose embeddings were made by another model than the one in use."""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One indexed file as stored."""
+
+    id: int
+    path: Path
+    shown: str
+    root_id: int | None
+    size: int
+    mtime_ns: int
+    hash: str | None
+    width: int | None
+    height: int | None
+    error: str | None
+    same_as: int | None
+    walk_order: int
+
+
+@dataclass(frozen=True)
+class RootRow:
+    """One scan root as stored."""
+
+    id: int
+    path: Path
+    shown: str
+    label: str
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One stored group: keeper and members as file ids, with similarity to the keeper."""
+
+    id: int
+    keep: int
+    keep_by: str
+    members: tuple[tuple[int, float], ...]
+
+
+_FILE_COLUMNS = (
+    "id, path, shown, root_id, size, mtime_ns, hash, width, height, error, same_as, walk_order"
+)
+
+
+def _file_row(row: Sequence[object]) -> FileRow:
+    fid, path, shown, root_id, size, mtime_ns, hsh, width, height, error, same_as, order = row
+    return FileRow(
+        int(fid),  # type: ignore[call-overload]
+        Path(str(path)),
+        str(shown),
+        root_id,  # type: ignore[arg-type]
+        int(size),  # type: ignore[call-overload]
+        int(mtime_ns),  # type: ignore[call-overload]
+        hsh,  # type: ignore[arg-type]
+        width,  # type: ignore[arg-type]
+        height,  # type: ignore[arg-type]
+        error,  # type: ignore[arg-type]
+        same_as,  # type: ignore[arg-type]
+        int(order),  # type: ignore[call-overload]
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+class Index:
+    """An open lookalike index. Use `build_index` (to scan into) or `open_index` (to read).
+
+    Writes go through `transaction()`; reads may happen at any time, also from other
+    processes, and see the last committed state.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so concurrent writers queue, not deadlock)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- meta --------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """Every meta entry (schema_version, model_id, model_fingerprint, settings...)."""
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, conn: sqlite3.Connection, **values: object) -> None:
+        """Write meta entries inside a transaction."""
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()],
+        )
+
+    @property
+    def model_fingerprint(self) -> str | None:
+        """Fingerprint of the model whose embeddings the index holds (None if none yet)."""
+        return self.meta().get("model_fingerprint")
+
+    @property
+    def model_id(self) -> str:
+        """Id of the model whose embeddings the index holds."""
+        return self.meta().get("model_id", "?")
+
+    def settings(self) -> dict[str, object]:
+        """The thresholds and keep policy of the stored groups (empty before any scan)."""
+        raw = self.meta().get("settings")
+        return json.loads(raw) if raw else {}
+
+    def check_model(self, model: Model) -> None:
+        """Raise ModelMismatch unless the stored embeddings were made by `model`."""
+        stored = self.model_fingerprint
+        if stored is not None and stored != fingerprint(model):
+            raise ModelMismatch(
+                f"{self.path} holds embeddings of model {self.model_id} (fingerprint {stored}), "
+                f"not of {model.model_id} ({fingerprint(model)}); rescan it with this model "
+                "or pass the model it was made with"
+            )
+
+    def adopt_model(self, model: Model) -> bool:
+        """Make `model` the index's model; if another made the embeddings, drop them all.
+
+        Returns True when stored embeddings, pairs and groups were dropped.
+        """
+        current = fingerprint(model)
+        stored = self.model_fingerprint
+        with self.transaction() as conn:
+            dropped = stored is not None and stored != current
+            if dropped:
+                for table in ("embeddings", "pairs", "members", "groups"):
+                    conn.execute(f"DELETE FROM {table}")
+            self.set_meta(
+                conn,
+                model_id=model.model_id,
+                model_fingerprint=current,
+                preprocess=asdict(model.preprocess),
+                embed_dim=model.encoder.config.embed_dim,
+            )
+        return dropped
+
+    # -- roots and files ---------------------------------------------------------------
+
+    def roots(self) -> list[RootRow]:
+        """The roots of the last scan."""
+        rows = self.conn.execute("SELECT id, path, shown, label FROM roots ORDER BY id")
+        return [RootRow(int(i), Path(p), s, lab) for i, p, s, lab in rows]
+
+    def set_roots(self, roots: Sequence[tuple[Path, str]]) -> list[RootRow]:
+        """Register scan roots (absolute path, as shown) and give each a unique label."""
+        with self.transaction() as conn:
+            existing = {Path(p): int(i) for i, p in conn.execute("SELECT id, path FROM roots")}
+            labels = {str(lab) for (lab,) in conn.execute("SELECT label FROM roots")}
+            for path, shown in roots:
+                if path in existing:
+                    conn.execute("UPDATE roots SET shown = ? WHERE id = ?", (shown, existing[path]))
+                    continue
+                base = path.name or "root"
+                label, n = base, 2
+                while label in labels:
+                    label, n = f"{base}-{n}", n + 1
+                labels.add(label)
+                cur = conn.execute(
+                    "INSERT INTO roots (path, shown, label) VALUES (?, ?, ?)",
+                    (str(path), shown, label),
+                )
+                existing[path] = int(cur.lastrowid or 0)
+        wanted = {p for p, _ in roots}
+        return [r for r in self.roots() if r.path in wanted]
+
+    def files(self, where: str = "", params: Sequence[object] = ()) -> list[FileRow]:
+        """Stored files, optionally filtered by an SQL condition on the files table."""
+        sql = f"SELECT {_FILE_COLUMNS} FROM files" + (f" WHERE {where}" if where else "")
+        return [_file_row(r) for r in self.conn.execute(sql + " ORDER BY path", params)]
+
+    def file(self, file_id: int) -> FileRow | None:
+        """One stored file by id."""
+        row = self.conn.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        return _file_row(row) if row else None
+
+    def file_by_path(self, path: str | os.PathLike[str]) -> FileRow | None:
+        """One stored file by its path (absolute or as given)."""
+        row = self.conn.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (os.path.abspath(path),)
+        ).fetchone()
+        return _file_row(row) if row else None
+
+    # -- embeddings ----------------------------------------------------------------------
+
+    def vectors(self, hashes: Sequence[str]) -> np.ndarray:
+        """Stored embeddings of these content hashes, in order (KeyError if one is missing)."""
+        dim = int(self.meta().get("embed_dim", "0"))
+        out = np.zeros((len(hashes), dim), dtype=np.float32)
+        position = {h: i for i, h in enumerate(hashes)}
+        found = 0
+        for start in range(0, len(hashes), 900):
+            chunk = hashes[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for h, blob in self.conn.execute(
+                f"SELECT hash, vector FROM embeddings WHERE hash IN ({marks})", chunk
+            ):
+                out[position[h]] = np.frombuffer(blob, dtype=np.float32)
+                found += 1
+        if found != len(position):
+            raise KeyError("some contents have no stored embedding")
+        return out
+
+    def embedded_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every content hash of a readable, current file with its embedding (one row each)."""
+        rows = self.conn.execute(
+            "SELECT e.hash, e.vector FROM embeddings e WHERE e.hash IN "
+            "(SELECT hash FROM files WHERE error IS NULL AND same_as IS NULL) ORDER BY e.hash"
+        ).fetchall()
+        dim = int(self.meta().get("embed_dim", "0"))
+        if not rows:
+            return [], np.zeros((0, dim), dtype=np.float32)
+        hashes = [h for h, _ in rows]
+        vectors = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32)
+        return hashes, vectors.reshape(len(rows), -1).copy()
+
+    # -- pairs, groups and review marks --------------------------------------------------
+
+    def pairs(self, min_similarity: float = 0.0) -> list[tuple[int, int, float, bool]]:
+        """Stored pairs (file id a, file id b, similarity, exact) at or above a cut-off."""
+        rows = self.conn.execute(
+            "SELECT a, b, similarity, exact FROM pairs WHERE similarity >= ? "
+            "ORDER BY similarity DESC, a, b",
+            (min_similarity,),
+        )
+        return [(int(a), int(b), float(s), bool(e)) for a, b, s, e in rows]
+
+    def groups(self, offset: int = 0, limit: int | None = None) -> list[GroupRow]:
+        """Stored groups, largest first (then by keeper path), with their members."""
+        sql = (
+            "SELECT g.id, g.keep, g.keep_by FROM groups g JOIN files f ON f.id = g.keep "
+            "ORDER BY (SELECT COUNT(*) FROM members m WHERE m.group_id = g.id) DESC, f.path "
+            "LIMIT ? OFFSET ?"
+        )
+        heads = self.conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
+        out = []
+        for gid, keep, keep_by in heads:
+            members = self.conn.execute(
+                "SELECT m.file_id, m.similarity_to_keep FROM members m JOIN files f "
+                "ON f.id = m.file_id WHERE m.group_id = ? "
+                "ORDER BY m.file_id != ?, m.similarity_to_keep DESC, f.path",
+                (gid, keep),
+            ).fetchall()
+            out.append(
+                GroupRow(
+                    int(gid), int(keep), str(keep_by), tuple((int(f), float(s)) for f, s in members)
+                )
+            )
+        return out
+
+    def group_count(self) -> int:
+        """Number of stored groups."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM groups").fetchone()[0])
+
+    def not_duplicate_marks(self) -> set[tuple[str, str]]:
+        """Content-hash pairs (sorted) the user marked as not duplicates."""
+        return {(a, b) for a, b in self.conn.execute("SELECT hash_a, hash_b FROM not_duplicates")}
+
+    def mark_not_duplicate(self, hash_a: str, hash_b: str) -> None:
+        """Remember that two contents are not duplicates; later scans never pair them."""
+        if hash_a == hash_b:
+            raise ValueError("byte-identical files are always duplicates")
+        a, b = sorted((hash_a, hash_b))
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO not_duplicates (hash_a, hash_b, marked_at) VALUES (?, ?, ?)",
+                (a, b, time.time()),
+            )
+
+    def keep_marks(self) -> set[str]:
+        """Content hashes the user chose as keepers; later scans keep them."""
+        return {h for (h,) in self.conn.execute("SELECT hash FROM keep_marks")}
+
+    def set_keeper(self, group_id: int, file_id: int) -> None:
+        """Make a member the keeper of its stored group, and remember the choice by content."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT f.hash FROM members m JOIN files f ON f.id = m.file_id "
+                "WHERE m.group_id = ? AND m.file_id = ?",
+                (group_id, file_id),
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"file {file_id} is not a member of group {group_id}")
+            old = conn.execute("SELECT keep FROM groups WHERE id = ?", (group_id,)).fetchone()
+            conn.execute(
+                "DELETE FROM keep_marks WHERE hash IN (SELECT hash FROM files WHERE id = ?)",
+                (old[0],),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO keep_marks (hash, marked_at) VALUES (?, ?)",
+                (row[0], time.time()),
+            )
+            conn.execute(
+                "UPDATE groups SET keep = ?, keep_by = 'user' WHERE id = ?", (file_id, group_id)
+            )
+
+    def store_results(
+        self,
+        conn: sqlite3.Connection,
+        pairs: Iterable[tuple[int, int, float, bool]],
+        groups: Iterable[tuple[int, str, Sequence[tuple[int, float]]]],
+    ) -> None:
+        """Replace the stored pairs and groups (inside the caller's transaction)."""
+        for table in ("pairs", "members", "groups"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.executemany(
+            "INSERT INTO pairs (a, b, similarity, exact) VALUES (?, ?, ?, ?)",
+            ((a, b, s, int(e)) for a, b, s, e in pairs),
+        )
+        for keep, keep_by, members in groups:
+            gid = conn.execute(
+                "INSERT INTO groups (keep, keep_by) VALUES (?, ?)", (keep, keep_by)
+            ).lastrowid
+            conn.executemany(
+                "INSERT INTO members (group_id, file_id, similarity_to_keep) VALUES (?, ?, ?)",
+                [(gid, f, s) for f, s in members],
+            )
+
+
+def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
+    try:
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        raise IndexSchemaError(f"{path}: not a lookalike index (not an SQLite file)") from None
+    if "meta" not in tables:
+        raise IndexSchemaError(f"{path}: not a lookalike index (no meta table)")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise IndexSchemaError(f"{path}: not a lookalike index (no schema version)")
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise IndexSchemaError(
+            f"{path}: index schema {version} is newer than this lookalike reads "
+            f"({SCHEMA_VERSION}); upgrade lookalike"
+        )
+    if version < SCHEMA_VERSION:
+        raise IndexSchemaError(
+            f"{path}: index schema {version} is too old to migrate; delete it and rescan"
+        )
+
+
+def open_index(path: str | os.PathLike[str]) -> Index:
+    """Open an existing index (IndexSchemaError if it is missing or not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndexSchemaError(f"{path}: no index there (run `lookalike scan ... --index {path}`)")
+    conn = _connect(path)
+    try:
+        _check_schema(path, conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
+    except IndexSchemaError:
+        conn.close()
+        raise
+    return Index(path, conn)
+
+
+def build_index(path: str | os.PathLike[str], model: Model) -> Index:
+    """Open an index for writing with `model`, creating it if needed.
+
+    An index made with another model keeps its files but drops its embeddings, pairs and
+    groups, so everything is embedded again (never a mix of two models' embeddings).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise IndexSchemaError(f"{path}: is a folder; give a file name for the index")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created', ?)",
+                (str(SCHEMA_VERSION), str(time.time())),
+            )
+        conn.execute("COMMIT")
+        _check_schema(path, conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
+    except IndexSchemaError:
+        conn.close()
+        raise
+    index = Index(path, conn)
+    index.adopt_model(model)
+    return index

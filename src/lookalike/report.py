@@ -1,0 +1,307 @@
+"""Scan results -> JSON, CSV, a removal list and a paginated HTML report (formatting only).
+
+Everything here formats what a scan stored; nothing is searched or regrouped. The HTML
+report writes each thumbnail once as a file beside its pages, so a report of 10,000
+groups stays a set of light pages.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from lookalike.io import UnreadableImage, load_image
+from lookalike.records import Group, LeakReport, Pair, Quarantine, ScanResult
+
+JSON_SCHEMA = 1
+"""Version of the JSON written by `scan_payload` / `--json-out`."""
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _score(value: float) -> float:
+    return round(float(value), 6)
+
+
+def scan_payload(result: ScanResult) -> dict[str, Any]:
+    """The `--json-out` document: pairs, groups, errors and stats, paths as given."""
+    stats = result.stats
+    return {
+        "schema_version": JSON_SCHEMA,
+        "pairs": [
+            {
+                "a": str(p.a),
+                "b": str(p.b),
+                "similarity": _score(p.similarity),
+                "duplicate": p.duplicate,
+                "exact": p.exact,
+            }
+            for p in result.pairs
+        ],
+        "groups": [
+            {
+                "keep": str(g.keep),
+                "duplicates": [str(d) for d in g.duplicates],
+                "members": [
+                    {"path": str(m.path), "similarity_to_keep": _score(m.similarity_to_keep)}
+                    for m in g.members
+                ],
+            }
+            for g in result.groups
+        ],
+        "errors": [{"path": str(e.path), "reason": e.reason} for e in result.errors],
+        "stats": {
+            "files": stats.files,
+            "images": stats.images,
+            "errors": stats.errors,
+            "exact_duplicates": stats.exact_duplicates,
+            "groups": stats.groups,
+            "seconds": stats.seconds,
+            "images_per_s": stats.images_per_s,
+        },
+    }
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    """Write a whole file or nothing (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, path)
+
+
+def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    """Write `scan_payload(result)` as a JSON file."""
+    out = Path(path)
+    _atomic_text(out, json.dumps(scan_payload(result), indent=1, ensure_ascii=False) + "\n")
+    return out
+
+
+def write_csv(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    """One row per pair: a, b, similarity, duplicate, exact."""
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["a", "b", "similarity", "duplicate", "exact"])
+    for p in result.pairs:
+        writer.writerow(
+            [
+                str(p.a),
+                str(p.b),
+                f"{p.similarity:.6f}",
+                str(p.duplicate).lower(),
+                str(p.exact).lower(),
+            ]
+        )
+    out = Path(path)
+    _atomic_text(out, buffer.getvalue())
+    return out
+
+
+def write_list(result: ScanResult, path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
+    """The files to remove (every group's non-keepers), one per line, for `xargs`.
+
+    A path with a line break would read as two paths, so such paths are left out and
+    returned as the second element, for the caller to mention.
+    """
+    kept: list[Path] = []
+    left_out: list[Path] = []
+    for group in result.groups:
+        for duplicate in group.duplicates:
+            (left_out if "\n" in str(duplicate) or "\r" in str(duplicate) else kept).append(
+                duplicate
+            )
+    out = Path(path)
+    _atomic_text(out, "".join(f"{p}\n" for p in kept))
+    return out, left_out
+
+
+# -- HTML ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tile:
+    path: str
+    uri: str
+    thumb: str | None
+    similarity: float
+    keep: bool
+
+
+def _thumb_name(path: Path) -> str:
+    """A stable file name for a picture's thumbnail (its path, size and time)."""
+    try:
+        st = path.stat()
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        stamp = "missing"
+    return xxhash.xxh3_64(f"{os.path.abspath(path)}|{stamp}".encode()).hexdigest() + ".jpg"
+
+
+def _make_thumbnail(src: Path, dst: Path, size: int) -> bool:
+    if dst.exists():
+        return True
+    try:
+        image = load_image(src, min_side=size)
+    except UnreadableImage:
+        return False
+    image.thumbnail((size, size))
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    image.save(tmp, "JPEG", quality=80)
+    os.replace(tmp, dst)
+    return True
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _uri(path: Path) -> str:
+    return Path(os.path.abspath(path)).as_uri()
+
+
+def _page_name(kind: str, number: int) -> str:
+    if kind == "groups":
+        return "index.html" if number == 1 else f"groups-{number}.html"
+    return f"{kind}-{number}.html"
+
+
+def write_html(
+    result: ScanResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    page_size: int = 50,
+    thumb_size: int = 160,
+    workers: int | None = None,
+) -> Path:
+    """Write the report: index.html (first page of groups), more group pages, review and
+    error pages, and thumbnails under thumbs/. Returns the path of index.html.
+
+    Each group shows its members side by side, the keeper marked, with the similarity
+    of each to the keeper; pairs between the review and duplicate cut-offs get pages of
+    their own. Thumbnails already written (same path, size and time) are reused.
+    """
+    out = Path(out_dir)
+    thumbs = out / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    review = [p for p in result.pairs if not p.duplicate]
+    pictures = {m.path for g in result.groups for m in g.members}
+    pictures |= {p for pair in review for p in (pair.a, pair.b)}
+    names = {p: _thumb_name(p) for p in pictures}
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        made = dict(
+            zip(
+                names,
+                pool.map(lambda p: _make_thumbnail(p, thumbs / names[p], thumb_size), names),
+                strict=True,
+            )
+        )
+
+    def tile(path: Path, similarity: float, keep: bool) -> _Tile:
+        thumb = f"thumbs/{names[path]}" if made.get(path) else None
+        return _Tile(str(path), _uri(path), thumb, similarity, keep)
+
+    env = _environment()
+    template = env.get_template("report.html")
+    group_pages = max(1, math.ceil(len(result.groups) / page_size))
+    review_pages = math.ceil(len(review) / page_size)
+    common = {
+        "result": result,
+        "stats": result.stats,
+        "group_pages": group_pages,
+        "review_pages": review_pages,
+        "review_count": len(review),
+        "page_name": _page_name,
+    }
+    for number in range(1, group_pages + 1):
+        chunk: Sequence[Group] = result.groups[(number - 1) * page_size : number * page_size]
+        groups = [
+            [tile(m.path, m.similarity_to_keep, m.path == g.keep) for m in g.members] for g in chunk
+        ]
+        html = template.render(
+            kind="groups", number=number, groups=groups, first=(number - 1) * page_size, **common
+        )
+        _atomic_text(out / _page_name("groups", number), html)
+    for number in range(1, review_pages + 1):
+        part: Sequence[Pair] = review[(number - 1) * page_size : number * page_size]
+        pairs = [(tile(p.a, 1.0, False), tile(p.b, p.similarity, False)) for p in part]
+        html = template.render(kind="review", number=number, pairs=pairs, **common)
+        _atomic_text(out / _page_name("review", number), html)
+    _atomic_text(
+        out / "errors.html",
+        template.render(kind="errors", number=1, errors=result.errors, **common),
+    )
+    return out / "index.html"
+
+
+# -- other commands' JSON ----------------------------------------------------------------
+
+
+def leaks_payload(report: LeakReport) -> dict[str, Any]:
+    """The `leaks --json` document."""
+    return {
+        "schema_version": JSON_SCHEMA,
+        "splits": list(report.splits),
+        "min_similarity": _score(report.min_similarity),
+        "leaks": [
+            {
+                "path": str(leak.path),
+                "split": leak.split,
+                "matches": [
+                    {
+                        "path": str(m.path),
+                        "split": m.split,
+                        "similarity": _score(m.similarity),
+                        "exact": m.exact,
+                    }
+                    for m in leak.matches
+                ],
+            }
+            for leak in report.leaks
+        ],
+        "split_counts": report.split_counts,
+        "folder_counts": report.folder_counts,
+        "label_conflicts": [
+            {
+                "labels": list(c.labels),
+                "members": [{"path": str(m.path), "split": m.split} for m in c.members],
+            }
+            for c in report.label_conflicts
+        ],
+        "errors": [{"path": str(e.path), "reason": e.reason} for e in report.errors],
+    }
+
+
+def quarantine_payload(outcome: Quarantine) -> dict[str, Any]:
+    """The `quarantine --json` / `restore --json` document."""
+    return {
+        "schema_version": JSON_SCHEMA,
+        "manifest": str(outcome.manifest) if outcome.manifest else None,
+        "dry_run": outcome.dry_run,
+        "done": [
+            {
+                "src": str(m.src),
+                "dst": str(m.dst) if m.dst else None,
+                "sha256": m.sha256,
+                "op": m.op,
+            }
+            for m in outcome.done
+        ],
+        "skipped": [{"path": str(e.path), "reason": e.reason} for e in outcome.skipped],
+    }

@@ -1,0 +1,33 @@
+"""Files -> embeddings -> pairs -> groups -> keepers; quarantine and restore; leak checks.
+
+>>> result = scan_folder("photos", index="photos.lookalike")
+>>> quarantine("photos.lookalike", to="quarantine", dry_run=True).done
+"""
+
+from lookalike.scan.demo import write_demo_folder
+from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups, keeper_key
+from lookalike.scan.leaks import find_leaks
+from lookalike.scan.quarantine import quarantine, read_manifest, restore
+from lookalike.scan.query import find_lookalikes
+from lookalike.scan.run import read_result, regroup, resolve_thresholds, scan_folder
+from lookalike.scan.walk import ScanError, content_hash
+
+__all__ = [
+    "KEEP_POLICIES",
+    "Candidate",
+    "GroupPlan",
+    "ScanError",
+    "build_groups",
+    "content_hash",
+    "find_leaks",
+    "find_lookalikes",
+    "keeper_key",
+    "quarantine",
+    "read_manifest",
+    "read_result",
+    "regroup",
+    "resolve_thresholds",
+    "restore",
+    "scan_folder",
+    "write_demo_folder",
+]

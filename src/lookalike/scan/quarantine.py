@@ -1,0 +1,351 @@
+"""Safe clean-up: move the non-keepers of the stored groups aside, and put them back.
+
+Nothing is moved before a manifest (JSON lines: src, dst, sha256, op) is on disk. A file
+is moved by hard-linking it at its new place and then unlinking the old name, or, across
+file systems, by copying, verifying the copy's SHA-256 and only then removing the
+source; an existing file is never replaced. Clashes, read-only or vanished files are
+reported and left where they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from lookalike.index import Index, open_index
+from lookalike.records import FileError, Move, Quarantine
+from lookalike.scan.run import index_lock
+from lookalike.scan.walk import ScanError, absolute
+
+_CHUNK = 1 << 20
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    """(xxh3-128, sha256) of a file's bytes, read once."""
+    fast, strong = xxhash.xxh3_128(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            fast.update(chunk)
+            strong.update(chunk)
+    return fast.hexdigest(), strong.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return _digests(path)[1]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Refused(Exception):
+    """A move that was not made; the message says why (the file is where it was)."""
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def move_file(src: Path, dst: Path, sha256: str) -> None:
+    """Move src to dst without ever replacing a file or losing one (raises _Refused).
+
+    Same file system: hard link at dst, then unlink src. Otherwise: copy beside dst,
+    fsync, check the copy's SHA-256, link it into place, then unlink src. If src
+    cannot be removed, the new name is removed again and src stays.
+    """
+    if not os.path.lexists(src):
+        raise _Refused("vanished before it could be moved")
+    if os.path.lexists(dst):
+        raise _Refused(f"name clash: {dst} already exists")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Refused(f"cannot create {dst.parent} ({exc.strerror})") from None
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        raise _Refused(f"name clash: {dst} already exists") from None
+    except FileNotFoundError:
+        raise _Refused("vanished before it could be moved") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
+            raise _Refused(f"cannot move ({exc.strerror})") from None
+        _copy_into_place(src, dst, sha256)
+    try:
+        os.unlink(src)
+    except FileNotFoundError:
+        pass  # gone meanwhile, but its bytes are safe at dst
+    except OSError as exc:
+        _remove_quietly(dst)
+        raise _Refused(
+            f"cannot remove it from its folder ({exc.strerror}); left in place"
+        ) from None
+    _fsync_dir(src.parent)
+    _fsync_dir(dst.parent)
+
+
+def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
+    partial = dst.with_name(f".{dst.name}.lookalike-partial")
+    try:
+        shutil.copy2(src, partial, follow_symlinks=False)
+        if not partial.is_symlink():
+            with open(partial, "rb+") as handle:
+                os.fsync(handle.fileno())
+            if _sha256(partial) != sha256:
+                raise _Refused("the copy does not match the original; left in place")
+        os.link(partial, dst, follow_symlinks=False)
+    except FileExistsError:
+        raise _Refused(f"name clash: {dst} already exists") from None
+    except OSError as exc:
+        raise _Refused(f"cannot copy ({exc.strerror})") from None
+    finally:
+        _remove_quietly(partial)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    src: Path
+    dst: Path
+    sha256: str
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def quarantine(
+    index: str | os.PathLike[str],
+    to: str | os.PathLike[str],
+    *,
+    dry_run: bool = False,
+    delete: bool = False,
+    only: Iterable[str | os.PathLike[str]] | None = None,
+) -> Quarantine:
+    """Move every non-keeper of the index's stored groups into `to`, under its root's name.
+
+    Each file keeps its path relative to its scan root: `to/<root label>/<relative path>`.
+    A file is left alone (and listed in `skipped`) when its keeper is gone or changed,
+    when it changed since the scan, vanished, clashes with a file in `to`, or cannot be
+    removed. The manifest `to/manifest-<time>.jsonl` is written and synced first.
+    With `delete`, files are deleted instead (still listed in the manifest first).
+    `only` limits the clean-up to those paths (keepers are never touched).
+    """
+    path = Path(index)
+    target = absolute(to)
+    op = "delete" if delete else "move"
+    with index_lock(path, "quarantine"):
+        with open_index(path) as store:
+            plans, skipped = _plan(store, target, only)
+        if dry_run:
+            moves = tuple(Move(p.src, None if delete else p.dst, p.sha256, op) for p in plans)
+            return Quarantine(None, moves, tuple(skipped), dry_run=True)
+        target.mkdir(parents=True, exist_ok=True)
+        manifest = _write_manifest(target, plans, op)
+        done = []
+        for plan in plans:
+            try:
+                if delete:
+                    _delete(plan)
+                else:
+                    move_file(plan.src, plan.dst, plan.sha256)
+            except _Refused as exc:
+                skipped.append(FileError(plan.src, str(exc)))
+                continue
+            done.append(Move(plan.src, None if delete else plan.dst, plan.sha256, op))
+    return Quarantine(manifest, tuple(done), tuple(skipped))
+
+
+def _delete(plan: _Plan) -> None:
+    try:
+        if _sha256(plan.src) != plan.sha256:
+            raise _Refused("changed since it was checked; left in place")
+        os.unlink(plan.src)
+    except FileNotFoundError:
+        raise _Refused("vanished before it could be deleted") from None
+    except OSError as exc:
+        raise _Refused(f"cannot delete ({exc.strerror}); left in place") from None
+
+
+def _plan(
+    store: Index, target: Path, only: Iterable[str | os.PathLike[str]] | None
+) -> tuple[list[_Plan], list[FileError]]:
+    roots = {r.id: r for r in store.roots()}
+    for root in roots.values():
+        if _inside(target, root.path) and not any(
+            part.startswith(".") for part in target.relative_to(root.path).parts
+        ):
+            raise ScanError(
+                f"the quarantine folder {target} is inside the scanned folder {root.shown}; "
+                "choose a folder outside it (or a hidden one, which scans skip)"
+            )
+    wanted = {str(absolute(p)) for p in only} if only is not None else None
+    plans: list[_Plan] = []
+    skipped: list[FileError] = []
+    taken: set[Path] = set()
+    if not store.settings():
+        raise ScanError(f"{store.path}: no finished scan in this index yet")
+    for group in store.groups():
+        keeper = store.file(group.keep)
+        members = [store.file(f) for f, _ in group.members if f != group.keep]
+        chosen = [m for m in members if m and (wanted is None or str(m.path) in wanted)]
+        if not chosen or keeper is None:
+            continue
+        problem = _changed(keeper.path, keeper.hash, "its keeper")
+        if problem:
+            skipped.extend(FileError(m.path, problem) for m in chosen)
+            continue
+        for member in chosen:
+            problem = _changed(member.path, member.hash, "the file")
+            if problem:
+                skipped.append(FileError(member.path, problem))
+                continue
+            home = roots.get(member.root_id or -1)
+            if home is not None and _inside(member.path, home.path):
+                dst = target / home.label / member.path.relative_to(home.path)
+            else:
+                dst = target / "other" / member.path.relative_to(member.path.anchor)
+            if os.path.lexists(dst) or dst in taken:
+                skipped.append(FileError(member.path, f"name clash: {dst} already exists"))
+                continue
+            taken.add(dst)
+            plans.append(_Plan(member.path, dst, _sha256(member.path)))
+    return plans, skipped
+
+
+def _changed(path: Path, expected: str | None, what: str) -> str | None:
+    """Why a file must not be relied on (None when it still holds the scanned bytes)."""
+    try:
+        digest = _digests(path)[0]
+    except FileNotFoundError:
+        return f"{what} vanished since the scan"
+    except OSError as exc:
+        return f"cannot read {what} ({exc.strerror})"
+    if digest != expected:
+        return f"{what} changed since the scan; rescan first"
+    return None
+
+
+def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
+    """Write and sync the manifest under a new name (never over an existing file)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    lines = "".join(
+        json.dumps(
+            {
+                "src": str(plan.src),
+                "dst": None if op == "delete" else str(plan.dst),
+                "sha256": plan.sha256,
+                "op": op,
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+        for plan in plans
+    )
+    for n in range(1000):
+        manifest = target / (f"manifest-{stamp}.jsonl" if n == 0 else f"manifest-{stamp}-{n}.jsonl")
+        try:
+            with open(manifest, "x", encoding="utf-8") as handle:
+                handle.write(lines)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileExistsError:
+            continue
+        _fsync_dir(target)
+        return manifest
+    raise ScanError(f"cannot create a manifest in {target}")
+
+
+def read_manifest(manifest: str | os.PathLike[str]) -> list[Move]:
+    """The moves listed in a quarantine manifest (ScanError if it is not one)."""
+    path = Path(manifest)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScanError(f"cannot read the manifest {path}: {exc}") from None
+    moves = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            dst = entry["dst"]
+            moves.append(
+                Move(Path(entry["src"]), Path(dst) if dst else None, entry["sha256"], entry["op"])
+            )
+        except (ValueError, KeyError, TypeError):
+            raise ScanError(f"{path}:{number}: not a quarantine manifest line") from None
+    return moves
+
+
+def restore(manifest: str | os.PathLike[str]) -> Quarantine:
+    """Put every file of a quarantine manifest back where it was, checking its SHA-256.
+
+    A file is restored only if its original place is free and its bytes are unchanged;
+    otherwise it is listed in `skipped` with the reason, and stays where it is. Deleted
+    files (`--delete`) cannot be restored and are listed too.
+    """
+    path = Path(manifest)
+    done, skipped = [], []
+    for move in read_manifest(path):
+        if move.op == "delete" or move.dst is None:
+            skipped.append(FileError(move.src, "was deleted, not moved; cannot be restored"))
+            continue
+        reason = _restore_one(move)
+        if reason:
+            skipped.append(FileError(move.src, reason))
+        else:
+            done.append(Move(move.dst, move.src, move.sha256, "restore"))
+    return Quarantine(path, tuple(done), tuple(skipped))
+
+
+def _restore_one(move: Move) -> str | None:
+    assert move.dst is not None
+    src_there, dst_there = os.path.lexists(move.src), os.path.lexists(move.dst)
+    if src_there:
+        if not dst_there:
+            return "already in place (it was never moved)"
+        # A move interrupted between making the new name and removing the old one.
+        try:
+            same = _sha256(move.src) == move.sha256 == _sha256(move.dst)
+        except OSError as exc:
+            return f"cannot read ({exc.strerror}); both copies left as they are"
+        if not same:
+            return f"both {move.src} and {move.dst} exist and differ; both left as they are"
+        os.unlink(move.dst)
+        return None
+    if not dst_there:
+        return f"missing from the quarantine folder ({move.dst})"
+    try:
+        if _sha256(move.dst) != move.sha256:
+            return f"{move.dst} changed in quarantine; left there"
+    except OSError as exc:
+        return f"cannot read {move.dst} ({exc.strerror}); left there"
+    try:
+        move_file(move.dst, move.src, move.sha256)
+    except _Refused as exc:
+        return str(exc)
+    return None

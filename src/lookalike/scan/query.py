@@ -1,0 +1,58 @@
+"""Look up one image in an index: its nearest lookalikes among the indexed files."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from lookalike.index import nearest, open_index
+from lookalike.model import Model, load_model
+from lookalike.records import Pair
+from lookalike.scan.run import resolve_thresholds
+from lookalike.scan.walk import content_hash
+
+
+def find_lookalikes(
+    image: str | os.PathLike[str],
+    index: str | os.PathLike[str],
+    *,
+    model: Model | None = None,
+    k: int = 10,
+    min_similarity: float | None = None,
+) -> list[Pair]:
+    """The k indexed files most like `image`, best first, as pairs (image, indexed file).
+
+    `duplicate` uses `min_similarity` (default: the one of the index's last scan, else the
+    model's); `exact` marks byte-identical files. Raises UnreadableImage for a bad image
+    and ModelMismatch if the index was made with another model.
+
+    >>> find_lookalikes("new.jpg", "photos.lookalike", k=5)[0].similarity
+    """
+    model = model or load_model()
+    with open_index(index) as store:
+        store.check_model(model)
+        stored = store.settings().get("min_similarity")
+        default = None if stored is None else float(stored)  # type: ignore[arg-type]
+        cut, _ = resolve_thresholds(
+            model, default if min_similarity is None else min_similarity, 0.0
+        )
+        query = model.embed([image])[0]
+        hashes, vectors = store.embedded_vectors()
+        rows, _ = nearest(vectors, query, k)
+        files: dict[str, list[str]] = defaultdict(list)
+        wanted = [hashes[r] for r in rows.tolist()]
+        marks = ",".join("?" * len(wanted))
+        for row in store.files(f"error IS NULL AND same_as IS NULL AND hash IN ({marks})", wanted):
+            files[row.hash or ""].append(row.shown)
+    own = content_hash(image)
+    scores = model.similarity(vectors[rows], query[None, :]).tolist() if len(rows) else []
+    out: list[Pair] = []
+    for digest, score in zip(wanted, scores, strict=True):
+        exact = digest == own
+        similarity = 1.0 if exact else float(score)
+        for shown in files[digest]:
+            out.append(
+                Pair(Path(image), Path(shown), similarity, exact or similarity >= cut, exact)
+            )
+    return out[:k]

@@ -1,0 +1,403 @@
+"""scan_folder: files -> contents -> embeddings -> pairs -> groups, all kept in an index."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.embed import embed_paths
+from lookalike.index import Index, build_index, find_pairs, open_index
+from lookalike.model import Model, load_model
+from lookalike.records import FileError, Group, Member, Pair, ScanProgress, ScanResult, ScanStats
+from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups
+from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roots, walk_into
+
+REVIEW_MARGIN = 0.03
+"""Default review cut-off: this much below min_similarity."""
+
+_PATH_ERRORS = ("file not found", "permission denied", "is a folder, not a file")
+"""Decode errors that belong to one path, not to the contents (other copies may be fine)."""
+
+
+@contextlib.contextmanager
+def index_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold the index's writer lock (a scan or a quarantine at a time), or raise ScanError."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, SQLite still keeps data whole
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ScanError(
+                f"{path} is in use by another scan or quarantine; wait for it to finish "
+                f"before the {what}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resolve_thresholds(
+    model: Model, min_similarity: float | None, review_min_similarity: float | None
+) -> tuple[float, float]:
+    """The duplicate and review cut-offs, defaults filled in and checked."""
+    cut = model.min_similarity if min_similarity is None else float(min_similarity)
+    review = (
+        max(0.0, cut - REVIEW_MARGIN) if review_min_similarity is None else review_min_similarity
+    )
+    if not 0.0 <= cut <= 1.0:
+        raise ScanError(f"min_similarity must be between 0 and 1, got {cut}")
+    if not 0.0 <= review <= cut:
+        raise ScanError(
+            f"review_min_similarity ({review}) must be between 0 and min_similarity ({cut})"
+        )
+    return cut, float(review)
+
+
+def _read_list(files_from: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+    if isinstance(files_from, str | os.PathLike):
+        try:
+            text = Path(files_from).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as exc:
+            raise ScanError(f"cannot read the file list {files_from}: {exc.strerror}") from None
+        lines: Iterable[str | os.PathLike[str]] = text.splitlines()
+    else:
+        lines = files_from
+    return [str(line).rstrip("\r\n") for line in lines if str(line).strip()]
+
+
+def scan_folder(
+    roots: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    index: str | os.PathLike[str],
+    *,
+    model: Model | None = None,
+    min_similarity: float | None = None,
+    review_min_similarity: float | None = None,
+    keep: str = "largest",
+    files_from: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    include_hidden: bool = False,
+    on_progress: Callable[[ScanProgress], None] | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+) -> ScanResult:
+    """Find the duplicate groups among the images under `roots`, kept in an index file.
+
+    Byte-identical files are grouped by content hash and embedded once; new or changed
+    files (size or modification time) are embedded, deleted ones dropped. Pairs down to
+    `review_min_similarity` (default: min_similarity - 0.03) are kept; pairs at or above
+    `min_similarity` (default: the model's calibrated value) are duplicates and form
+    groups, each with a keeper chosen by `keep` (see KEEP_POLICIES). A killed scan
+    resumes where it stopped when run again.
+
+    >>> result = scan_folder("photos", index="photos.lookalike")
+    >>> [g.duplicates for g in result.groups]
+    """
+    started = time.perf_counter()
+    if isinstance(roots, str | os.PathLike):
+        roots = [roots]
+    if keep not in KEEP_POLICIES:
+        raise ScanError(f"unknown keep policy {keep!r}; choose one of {', '.join(KEEP_POLICIES)}")
+    listed = _read_list(files_from) if files_from is not None else []
+    if not roots and not listed:
+        raise ScanError("nothing to scan: give folders or a file list")
+    model = model or load_model()
+    cut, review = resolve_thresholds(model, min_similarity, review_min_similarity)
+    root_list = scan_roots(roots, listed)
+    path = Path(index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with index_lock(path, "scan"), build_index(path, model) as store:
+        progress = on_progress or (lambda _p: None)
+        root_rows = store.set_roots(root_list)
+        by_path = {r.path: r.id for r in root_rows}
+        root_ids = [by_path[p] for p, _ in root_list]
+        with store.transaction() as conn:
+            settings = {"min_similarity": cut, "review_min_similarity": review, "keep": keep}
+            scan_id = int(
+                conn.execute(
+                    "INSERT INTO scans (started, roots, settings) VALUES (?, ?, ?)",
+                    (time.time(), json.dumps([s for _, s in root_list]), json.dumps(settings)),
+                ).lastrowid
+                or 0
+            )
+        walked = walk_into(
+            store,
+            scan_id,
+            iter_found(roots, listed, root_ids, include_hidden),
+            on_batch=lambda files, _h: progress(ScanProgress("walk", files)),
+        )
+        same_file = link_same_files(store, scan_id)
+        embedded = _embed_new(store, scan_id, model, progress, batch_size, workers)
+        pairs = _search(store, scan_id, model, review, progress)
+        progress(ScanProgress("group", 0))
+        candidates = _candidates(store, scan_id)
+        plans = build_groups(
+            candidates,
+            pairs,
+            min_similarity=cut,
+            keep=keep,
+            not_duplicates=store.not_duplicate_marks(),
+            keep_marks=store.keep_marks(),
+        )
+        seconds = time.perf_counter() - started
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM files WHERE seen != ?", (scan_id,))
+            conn.execute(
+                "DELETE FROM embeddings WHERE hash NOT IN "
+                "(SELECT hash FROM files WHERE hash IS NOT NULL)"
+            )
+            keep_ids = ",".join(str(i) for i in root_ids) or "-1"
+            conn.execute(f"DELETE FROM roots WHERE id NOT IN ({keep_ids})")
+            store.store_results(conn, pairs, ((g.keep, g.keep_by, g.members) for g in plans))
+            store.set_meta(conn, settings=settings)
+            stats = _stats(conn, scan_id, len(plans), seconds, embedded, walked.hashed, same_file)
+            conn.execute(
+                "UPDATE scans SET finished = ?, stats = ? WHERE id = ?",
+                (time.time(), json.dumps(stats.__dict__), scan_id),
+            )
+        progress(ScanProgress("group", len(plans), len(plans)))
+        return read_result(store, stats=stats)
+
+
+def _embed_new(
+    store: Index,
+    scan_id: int,
+    model: Model,
+    progress: Callable[[ScanProgress], None],
+    batch_size: int,
+    workers: int | None,
+) -> int:
+    """Embed every content of this scan without a stored embedding, one file per content."""
+    embedded = 0
+    done = 0
+    for _attempt in range(3):
+        todo = store.conn.execute(
+            "SELECT hash, MIN(path) FROM files WHERE seen = ? AND hash IS NOT NULL "
+            "AND error IS NULL AND same_as IS NULL "
+            "AND hash NOT IN (SELECT hash FROM embeddings) GROUP BY hash ORDER BY MIN(path)",
+            (scan_id,),
+        ).fetchall()
+        if not todo:
+            break
+        total = done + len(todo)
+        progress(ScanProgress("embed", done, total))
+        for batch in embed_paths(
+            [p for _, p in todo], model, batch_size=batch_size, workers=workers
+        ):
+            with store.transaction() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)",
+                    [
+                        (todo[i][0], np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                        for i, v in zip(batch.indices.tolist(), batch.vectors, strict=True)
+                    ],
+                )
+                conn.executemany(
+                    "UPDATE files SET width = ?, height = ? WHERE hash = ?",
+                    [
+                        (w, h, todo[i][0])
+                        for i, (w, h) in zip(batch.indices.tolist(), batch.sizes, strict=True)
+                    ],
+                )
+                for i, error in batch.errors:
+                    if error.reason in _PATH_ERRORS:
+                        conn.execute(
+                            "UPDATE files SET error = ? WHERE path = ?", (error.reason, todo[i][1])
+                        )
+                    else:
+                        conn.execute(
+                            "UPDATE files SET error = ? WHERE hash = ? AND seen = ?",
+                            (error.reason, todo[i][0], scan_id),
+                        )
+            embedded += len(batch.indices)
+            done += len(batch.indices) + len(batch.errors)
+            progress(ScanProgress("embed", done, total))
+    with store.transaction() as conn:
+        # Copies of contents embedded before: same pixels, same size.
+        conn.execute(
+            "UPDATE files SET width = (SELECT f.width FROM files f WHERE f.hash = files.hash "
+            "AND f.width IS NOT NULL), height = (SELECT f.height FROM files f WHERE "
+            "f.hash = files.hash AND f.width IS NOT NULL) "
+            "WHERE seen = ? AND width IS NULL AND hash IS NOT NULL AND error IS NULL",
+            (scan_id,),
+        )
+        conn.execute(
+            "UPDATE files SET error = 'could not be read during the scan' WHERE seen = ? "
+            "AND error IS NULL AND same_as IS NULL AND hash NOT IN (SELECT hash FROM embeddings)",
+            (scan_id,),
+        )
+    return embedded
+
+
+def _search(
+    store: Index,
+    scan_id: int,
+    model: Model,
+    review: float,
+    progress: Callable[[ScanProgress], None],
+) -> list[tuple[int, int, float, bool]]:
+    """Every pair of this scan's readable files at or above the review cut-off (by file id)."""
+    files_by_hash: dict[str, list[int]] = defaultdict(list)
+    for fid, digest in store.conn.execute(
+        "SELECT id, hash FROM files WHERE seen = ? AND error IS NULL AND same_as IS NULL "
+        "AND hash IN (SELECT hash FROM embeddings) ORDER BY id",
+        (scan_id,),
+    ):
+        files_by_hash[digest].append(int(fid))
+    hashes = sorted(files_by_hash)
+    pairs: list[tuple[int, int, float, bool]] = []
+    for ids in files_by_hash.values():  # byte-identical files: similarity 1 by definition
+        pairs.extend((a, b, 1.0, True) for k, a in enumerate(ids) for b in ids[k + 1 :])
+    if len(hashes) < 2:
+        return pairs
+    vectors = store.vectors(hashes)
+    total = len(hashes)
+    progress(ScanProgress("search", 0, total))
+    found = find_pairs(
+        vectors,
+        2.0 * review - 1.0,
+        on_progress=lambda done, _n: progress(ScanProgress("search", done, total)),
+    )
+    if len(found):
+        scores = model.similarity(vectors[found.i], vectors[found.j])
+        for i, j, score in zip(found.i.tolist(), found.j.tolist(), scores.tolist(), strict=True):
+            if score < review:
+                continue
+            for a in files_by_hash[hashes[i]]:
+                for b in files_by_hash[hashes[j]]:
+                    pairs.append((min(a, b), max(a, b), float(score), False))
+    return pairs
+
+
+def _candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]:
+    where = "error IS NULL AND same_as IS NULL AND hash IS NOT NULL"
+    params: tuple[object, ...] = ()
+    if scan_id is not None:
+        where += " AND seen = ?"
+        params = (scan_id,)
+    rows = store.conn.execute(
+        "SELECT id, shown, COALESCE(width, 0), COALESCE(height, 0), size, mtime_ns, "
+        f"walk_order, hash FROM files WHERE {where}",
+        params,
+    )
+    return {int(r[0]): Candidate(int(r[0]), *r[1:]) for r in rows}
+
+
+def _stats(
+    conn: sqlite3.Connection,
+    scan_id: int,
+    groups: int,
+    seconds: float,
+    embedded: int,
+    hashed: int,
+    same_file: int,
+) -> ScanStats:
+    files = conn.execute("SELECT COUNT(*) FROM files WHERE seen = ?", (scan_id,)).fetchone()[0]
+    images, distinct = conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT hash) FROM files WHERE seen = ? AND error IS NULL "
+        "AND same_as IS NULL",
+        (scan_id,),
+    ).fetchone()
+    errors = conn.execute(
+        "SELECT COUNT(*) FROM files WHERE seen = ? AND error IS NOT NULL AND same_as IS NULL",
+        (scan_id,),
+    ).fetchone()[0]
+    return ScanStats(
+        files=int(files),
+        images=int(images),
+        errors=int(errors),
+        exact_duplicates=int(images) - int(distinct),
+        groups=groups,
+        seconds=round(seconds, 3),
+        images_per_s=round(images / seconds, 2) if seconds > 0 else 0.0,
+        embedded=embedded,
+        hashed=hashed,
+        same_file=same_file,
+    )
+
+
+def read_result(
+    index: Index | str | os.PathLike[str], stats: ScanStats | None = None
+) -> ScanResult:
+    """The stored outcome of the last scan of an index: pairs, groups, errors, settings.
+
+    Reports and the review page read this; nothing is regrouped.
+    """
+    store = index if isinstance(index, Index) else open_index(index)
+    try:
+        settings = store.settings()
+        if not settings:
+            raise ScanError(f"{store.path}: no finished scan in this index yet")
+        cut = float(settings["min_similarity"])  # type: ignore[arg-type]
+        shown = dict(store.conn.execute("SELECT id, shown FROM files"))
+        hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
+        marked = store.not_duplicate_marks()
+        pairs = []
+        for a, b, similarity, exact in store.pairs():
+            pa, pb = sorted((shown[a], shown[b]))
+            ha, hb = hashes[a], hashes[b]
+            blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
+            duplicate = (exact or similarity >= cut) and not blocked
+            pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact))
+        groups = tuple(
+            Group(
+                Path(shown[g.keep]),
+                tuple(Member(Path(shown[f]), s) for f, s in g.members),
+            )
+            for g in store.groups()
+        )
+        errors = tuple(
+            FileError(Path(s), e)
+            for s, e in store.conn.execute(
+                "SELECT shown, error FROM files WHERE error IS NOT NULL AND same_as IS NULL "
+                "ORDER BY shown"
+            )
+        )
+        if stats is None:
+            row = store.conn.execute(
+                "SELECT stats FROM scans WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            stats = ScanStats(**json.loads(row[0]))
+        return ScanResult(
+            pairs=tuple(pairs),
+            groups=groups,
+            errors=errors,
+            stats=stats,
+            min_similarity=cut,
+            review_min_similarity=float(settings["review_min_similarity"]),  # type: ignore[arg-type]
+            keep=str(settings["keep"]),
+            model=store.model_id,
+            index=store.path,
+        )
+    finally:
+        if store is not index:
+            store.close()
+
+
+def regroup(index: Index, min_similarity: float, keep: str | None = None) -> list[GroupPlan]:
+    """Groups at another cut-off, from the stored pairs (for a review slider); not stored.
+
+    Cut-offs below the scan's review cut-off see no more pairs than it stored.
+    User marks (not-duplicate pairs, chosen keepers) are respected as in a scan.
+    """
+    policy = keep or str(index.settings().get("keep", "largest"))
+    return build_groups(
+        _candidates(index),
+        index.pairs(),
+        min_similarity=min_similarity,
+        keep=policy,
+        not_duplicates=index.not_duplicate_marks(),
+        keep_marks=index.keep_marks(),
+    )
