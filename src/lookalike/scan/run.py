@@ -29,7 +29,11 @@ _PATH_ERRORS = ("file not found", "permission denied", "is a folder, not a file"
 
 @contextlib.contextmanager
 def index_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold the index's writer lock (a scan or a quarantine at a time), or raise ScanError."""
+    """Hold the index's writer lock (a scan or a quarantine at a time), or raise ScanError.
+
+    A POSIX record lock on `<index>.lock`: the kernel drops it when the process dies
+    (even by kill -9), and forked decode workers do not inherit it.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no cross-process lock, SQLite still keeps data whole
@@ -38,8 +42,8 @@ def index_lock(path: Path, what: str) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
     with open(lock_path, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             raise ScanError(
                 f"{path} is in use by another scan or quarantine; wait for it to finish "
                 f"before the {what}"
@@ -47,7 +51,7 @@ def index_lock(path: Path, what: str) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def resolve_thresholds(

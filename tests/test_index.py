@@ -1,0 +1,152 @@
+"""The persistent index (SQLite, schema, model identity, review marks) and the pair search."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.index import (
+    SCHEMA_VERSION,
+    IndexSchemaError,
+    ModelMismatch,
+    build_index,
+    find_pairs,
+    nearest,
+    open_index,
+)
+from lookalike.model import Model, fingerprint
+from scan_support import content_model
+
+
+def test_new_index_records_schema_and_model(tmp_path: Path, tiny_model: Model) -> None:
+    path = tmp_path / "idx.lookalike"
+    with build_index(path, tiny_model) as index:
+        meta = index.meta()
+        mode = index.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    assert meta["model_id"] == "tiny-test"
+    assert meta["model_fingerprint"] == fingerprint(tiny_model)
+    assert '"input_size": 64' in meta["preprocess"]
+
+
+def test_missing_or_foreign_files_are_refused_untouched(tmp_path: Path, tiny_model: Model) -> None:
+    with pytest.raises(IndexSchemaError, match="no index there"):
+        open_index(tmp_path / "nothing.lookalike")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not a database at all" * 50)
+    before = photo.read_bytes()
+    with pytest.raises(IndexSchemaError, match="not a lookalike index"):
+        build_index(photo, tiny_model)
+    with pytest.raises(IndexSchemaError, match="not a lookalike index"):
+        open_index(photo)
+    assert photo.read_bytes() == before
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(IndexSchemaError, match="no meta table"):
+        build_index(other, tiny_model)
+
+
+@pytest.mark.parametrize(("version", "message"), [(SCHEMA_VERSION + 1, "upgrade"), (0, "rescan")])
+def test_other_schema_versions_are_refused_clearly(
+    tmp_path: Path, tiny_model: Model, version: int, message: str
+) -> None:
+    path = tmp_path / "idx.lookalike"
+    build_index(path, tiny_model).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    with pytest.raises(IndexSchemaError, match=message):
+        open_index(path)
+
+
+def test_another_model_drops_embeddings_and_check_model_refuses(
+    tmp_path: Path, tiny_model: Model
+) -> None:
+    path = tmp_path / "idx.lookalike"
+    with build_index(path, tiny_model) as index, index.transaction() as conn:
+        conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('h', x'00000000')")
+    other = content_model(seed=3)
+    with open_index(path) as index, pytest.raises(ModelMismatch, match="tiny-test"):
+        index.check_model(other)
+    with build_index(path, other) as index:
+        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+        assert index.model_id == "content-3"
+        index.check_model(other)
+
+
+def test_a_reader_sees_committed_state_while_a_writer_holds_a_transaction(
+    tmp_path: Path, tiny_model: Model
+) -> None:
+    path = tmp_path / "idx.lookalike"
+    writer = build_index(path, tiny_model)
+    reader = open_index(path)
+    with writer.transaction() as conn:
+        conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('a', x'00000000')")
+        # Mid-transaction: the reader is not blocked and sees the last commit.
+        assert reader.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+    assert reader.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+    writer.close()
+    reader.close()
+
+
+def test_not_duplicate_marks_are_stored_by_sorted_content_hash(
+    tmp_path: Path, tiny_model: Model
+) -> None:
+    with build_index(tmp_path / "idx.lookalike", tiny_model) as index:
+        index.mark_not_duplicate("bbb", "aaa")
+        index.mark_not_duplicate("aaa", "bbb")
+        assert index.not_duplicate_marks() == {("aaa", "bbb")}
+        with pytest.raises(ValueError, match="byte-identical"):
+            index.mark_not_duplicate("aaa", "aaa")
+
+
+def _planted(n: int, copies: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors with planted near-duplicate clusters (not plain noise)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, dim)).astype(np.float32)
+    parents = rng.choice(n, size=copies)
+    noise = rng.uniform(0.05, 0.45, size=(copies, 1)).astype(np.float32)
+    near = (
+        base[parents] + noise * rng.normal(size=(copies, dim)).astype(np.float32) / np.sqrt(dim) * 4
+    )
+    x = np.concatenate([base, near])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _oracle(x: np.ndarray, min_cosine: float) -> set[tuple[int, int]]:
+    scores = x @ x.T
+    i, j = np.nonzero(np.triu(scores >= min_cosine, k=1))
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
+def test_exact_search_finds_exactly_the_brute_force_pairs() -> None:
+    x = _planted(1500, 400, 32, seed=1)
+    found = find_pairs(x, 0.8)
+    assert found.exact_search
+    assert set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == _oracle(x, 0.8)
+    assert np.all(found.i < found.j)
+    assert np.allclose(found.cosine, np.sum(x[found.i] * x[found.j], axis=1), atol=1e-5)
+
+
+def test_approximate_search_recall_against_brute_force() -> None:
+    x = _planted(6000, 1500, 64, seed=2)
+    truth = _oracle(x, 0.8)
+    found = find_pairs(x, 0.8, exact_limit=1000)
+    assert not found.exact_search
+    got = set(zip(found.i.tolist(), found.j.tolist(), strict=True))
+    assert len(truth) > 1000
+    assert len(got & truth) / len(truth) >= 0.99
+    assert np.all(np.sum(x[found.i] * x[found.j], axis=1) >= 0.8 - 1e-4)
+
+
+def test_nearest_matches_a_sort() -> None:
+    x = _planted(500, 50, 16, seed=3)
+    rows, scores = nearest(x, x[7], 5)
+    order = np.argsort(-(x @ x[7]), kind="stable")[:5]
+    assert rows[0] == 7
+    assert set(rows.tolist()) == set(order.tolist())
+    assert np.all(np.diff(scores) <= 0)

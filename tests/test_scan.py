@@ -1,0 +1,350 @@
+"""scan_folder: exact and near duplicates, groups and keepers, incremental and resumed scans."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import SyntheticFolder, make_picture
+from lookalike.index import open_index
+from lookalike.records import ScanProgress
+from lookalike.scan import (
+    Candidate,
+    ScanError,
+    build_groups,
+    keeper_key,
+    read_result,
+    regroup,
+    scan_folder,
+)
+from lookalike.scan.run import index_lock
+from scan_support import content_model
+
+
+@pytest.fixture()
+def photos(synthetic_folder: SyntheticFolder, tmp_path: Path) -> Path:
+    """A private copy of the synthetic folder (tests change files in it)."""
+    return Path(shutil.copytree(synthetic_folder.root, tmp_path / "photos"))
+
+
+def _groups(result) -> set[frozenset[str]]:  # type: ignore[no-untyped-def]
+    return {frozenset(Path(m.path).name for m in g.members) for g in result.groups}
+
+
+def _file_rows(index: Path) -> list[str]:
+    with sqlite3.connect(index) as conn:
+        return [p for (p,) in conn.execute("SELECT path FROM files")]
+
+
+def test_groups_edited_copies_with_their_original(
+    photos: Path, tmp_path: Path, synthetic_folder: SyntheticFolder
+) -> None:
+    result = scan_folder([photos], tmp_path / "idx", model=content_model(), workers=1)
+    # The content model sees re-compressed, resized and lightened copies, not crops.
+    expected = {
+        frozenset(
+            [original.name]
+            + [
+                copy.name
+                for copy, (source, family) in synthetic_folder.edits.items()
+                if source == original and family in ("jpeg", "resize", "lightness")
+            ]
+        )
+        for original in synthetic_folder.originals
+    }
+    groups = _groups(result)
+    assert groups == expected
+    for group in groups:  # no group mixes two pictures
+        assert len({name.split("_")[1].split(".")[0] for name in group}) == 1
+    assert result.stats.images == len(list(photos.rglob("*.*"))) - 1
+    assert [e.path.name for e in result.errors] == ["broken.jpg"]
+    for group in result.groups:
+        assert group.keep == group.members[0].path
+        assert group.members[0].similarity_to_keep == 1.0
+        assert all(m.similarity_to_keep >= result.min_similarity for m in group.members)
+
+
+def test_unreadable_files_are_listed_and_the_scan_goes_on(photos: Path, tmp_path: Path) -> None:
+    (photos / "empty.png").write_bytes(b"")
+    (photos / "text.jpg").write_text("<html>not an image</html>")
+    os.symlink(photos / "does-not-exist.jpg", photos / "dangling.jpg")
+    result = scan_folder([photos], tmp_path / "idx", model=content_model(), workers=1)
+    reasons = {e.path.name: e.reason for e in result.errors}
+    assert set(reasons) == {"broken.jpg", "empty.png", "text.jpg", "dangling.jpg"}
+    assert reasons["dangling.jpg"] == "broken symbolic link"
+    assert reasons["empty.png"] == "empty file"
+    assert result.stats.errors == 4
+    assert result.groups  # the readable images were still grouped
+
+
+def test_exact_copies_are_grouped_and_embedded_once(photos: Path, tmp_path: Path) -> None:
+    for n in range(3):
+        shutil.copyfile(photos / "other" / "unrelated_1.jpg", photos / f"dup_{n}.jpg")
+    model = content_model()
+    result = scan_folder([photos], tmp_path / "idx", model=model, workers=1)
+    distinct = result.stats.images - result.stats.exact_duplicates
+    assert result.stats.exact_duplicates == 3
+    assert result.stats.embedded == distinct
+    exact = [p for p in result.pairs if p.exact]
+    assert len(exact) == 6  # 4 identical files
+    assert all(p.similarity == 1.0 and p.duplicate for p in exact)
+    group = next(g for g in result.groups if g.keep.name.startswith(("dup", "unrelated_1")))
+    assert {m.path.name for m in group.members} == {
+        "dup_0.jpg",
+        "dup_1.jpg",
+        "dup_2.jpg",
+        "unrelated_1.jpg",
+    }
+    with open_index(tmp_path / "idx") as index:
+        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == distinct
+
+
+def test_hard_links_and_symlinks_are_one_file_not_copies(photos: Path, tmp_path: Path) -> None:
+    os.link(photos / "other" / "unrelated_2.jpg", photos / "hard.jpg")
+    os.symlink(photos / "other" / "unrelated_2.jpg", photos / "soft.jpg")
+    result = scan_folder([photos], tmp_path / "idx", model=content_model(), workers=1)
+    assert result.stats.same_file == 2
+    assert result.stats.exact_duplicates == 0
+    names = {p.a.name for p in result.pairs} | {p.b.name for p in result.pairs}
+    names |= {m.path.name for g in result.groups for m in g.members}
+    assert not {"hard.jpg", "soft.jpg", "unrelated_2.jpg"} & names
+
+
+def test_review_pairs_sit_between_the_two_cut_offs(photos: Path, tmp_path: Path) -> None:
+    result = scan_folder(
+        [photos],
+        tmp_path / "idx",
+        model=content_model(),
+        min_similarity=0.95,
+        review_min_similarity=0.8,
+        workers=1,
+    )
+    review = [p for p in result.pairs if not p.duplicate]
+    assert review, "crops score between 0.8 and 0.95 with the content model"
+    assert all(0.8 <= p.similarity < 0.95 for p in review)
+    assert all(p.similarity >= 0.95 for p in result.pairs if p.duplicate and not p.exact)
+    names = {frozenset((p.a.name, p.b.name)) for p in review}
+    assert frozenset({"original_1.png", "copy_1_crop.jpg"}) in names
+
+
+def test_incremental_rescan_embeds_only_new_and_changed_files(photos: Path, tmp_path: Path) -> None:
+    model = content_model()
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=model, workers=1)
+    again = scan_folder([photos], index, model=model, workers=1)
+    assert (again.stats.embedded, again.stats.hashed) == (0, 0)
+    assert _groups(again) == _groups(first)
+
+    make_picture(77).save(photos / "new.png")
+    changed = photos / "other" / "unrelated_0.jpg"
+    make_picture(78, (140, 140)).save(changed, quality=90)
+    os.utime(changed, ns=(10**18, 10**18))
+    (photos / "copies" / "copy_0_jpeg.jpg").unlink()
+    third = scan_folder([photos], index, model=model, workers=1)
+    assert third.stats.embedded == 2
+    assert third.stats.hashed == 2
+    paths = _file_rows(index)
+    assert str(photos / "new.png") in paths
+    assert str(photos / "copies" / "copy_0_jpeg.jpg") not in paths
+    assert all("copy_0_jpeg" not in str(p.a) + str(p.b) for p in third.pairs)
+    assert third.stats.files == first.stats.files
+
+
+def test_a_different_model_re_embeds_everything(photos: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=content_model(seed=0), workers=1)
+    second = scan_folder([photos], index, model=content_model(seed=1), workers=1)
+    distinct = first.stats.images - first.stats.exact_duplicates
+    assert second.stats.embedded == distinct
+    assert second.model == "content-1"
+    with open_index(index) as store:
+        assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == distinct
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_scan_stopped_mid_embedding_resumes_without_redoing_work(
+    photos: Path, tmp_path: Path
+) -> None:
+    model = content_model()
+    index = tmp_path / "idx"
+
+    def stop_after_two_batches(event: ScanProgress) -> None:
+        if event.stage == "embed" and event.done >= 4:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        scan_folder(
+            [photos],
+            index,
+            model=model,
+            batch_size=2,
+            workers=1,
+            on_progress=stop_after_two_batches,
+        )
+    with open_index(index) as store:
+        stored = store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    resumed = scan_folder([photos], index, model=model, batch_size=2, workers=1)
+    fresh = scan_folder([photos], tmp_path / "fresh", model=model, workers=1)
+    assert 3 <= stored < fresh.stats.embedded  # two batches kept (one file is unreadable)
+    assert resumed.stats.embedded == fresh.stats.embedded - stored
+    assert _groups(resumed) == _groups(fresh)
+    paths = _file_rows(index)
+    assert len(paths) == len(set(paths)) == fresh.stats.files
+
+
+def test_a_scan_killed_mid_walk_leaves_the_last_result_readable(
+    photos: Path, tmp_path: Path
+) -> None:
+    model = content_model()
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=model, workers=1)
+
+    def stop_at_walk(event: ScanProgress) -> None:
+        if event.stage == "walk":
+            raise _Stop
+
+    (photos / "copies" / "copy_1_jpeg.jpg").unlink()
+    with pytest.raises(_Stop):
+        scan_folder([photos], index, model=model, workers=1, on_progress=stop_at_walk)
+    # The stored outcome is still the last finished scan's, whole.
+    assert _groups(read_result(index)) == _groups(first)
+
+
+def test_keep_policies_choose_the_keeper(photos: Path, tmp_path: Path) -> None:
+    source = photos / "other" / "unrelated_3.jpg"
+    short = photos / "u.jpg"
+    long = photos / "other" / "a_much_longer_name.jpg"
+    shutil.copyfile(source, short)
+    shutil.copyfile(source, long)
+    os.utime(source, ns=(2 * 10**18, 2 * 10**18))
+    os.utime(short, ns=(3 * 10**18, 3 * 10**18))
+    os.utime(long, ns=(1 * 10**18, 1 * 10**18))
+    model = content_model()
+    # The walk yields a folder's own files before its subfolders: u.jpg comes first.
+    expected = {
+        "oldest": long,
+        "newest": short,
+        "shortest-path": short,
+        "first": short,
+        "largest": long,  # same pixels and bytes: the path that sorts first
+    }
+    for policy, keeper in expected.items():
+        result = scan_folder([photos], tmp_path / "idx", model=model, keep=policy, workers=1)
+        group = next(g for g in result.groups if source in {m.path for m in g.members})
+        assert group.keep == keeper, policy
+
+
+def test_not_duplicate_marks_and_chosen_keepers_survive_a_rescan(
+    photos: Path, tmp_path: Path
+) -> None:
+    model = content_model()
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=model, workers=1)
+    family = {"original_2.png", "copy_2_jpeg.jpg", "copy_2_resize.jpg", "copy_2_lightness.jpg"}
+    assert family in _groups(first)
+    with open_index(index) as store:
+        rows = {r.path.name: r for r in store.files()}
+        group_id = next(g.id for g in store.groups() if g.keep in {rows[n].id for n in family})
+        store.set_keeper(group_id, rows["copy_2_resize.jpg"].id)
+        store.mark_not_duplicate(
+            rows["copy_2_resize.jpg"].hash or "", rows["copy_2_jpeg.jpg"].hash or ""
+        )
+        live = regroup(store, 0.95)
+    again = scan_folder([photos], index, model=model, workers=1)
+    group = next(g for g in again.groups if "original_2.png" in {m.path.name for m in g.members})
+    assert group.keep.name == "copy_2_resize.jpg"
+    # copy_2_jpeg is no duplicate of the chosen keeper any more: the guard splits it off.
+    assert {m.path.name for m in group.members} == family - {"copy_2_jpeg.jpg"}
+    pair = next(
+        p for p in again.pairs if {p.a.name, p.b.name} == {"copy_2_resize.jpg", "copy_2_jpeg.jpg"}
+    )
+    assert not pair.duplicate
+    live_group = next(g for g in live if g.keep == rows["copy_2_resize.jpg"].id)
+    assert {f for f, _ in live_group.members} == {rows[n].id for n in family - {"copy_2_jpeg.jpg"}}
+
+
+def test_files_from_and_hidden_files(photos: Path, tmp_path: Path) -> None:
+    hidden = photos / ".cache"
+    hidden.mkdir()
+    shutil.copyfile(photos / "original_0.png", hidden / "thumb.png")
+    model = content_model()
+    plain = scan_folder([photos], tmp_path / "a", model=model, workers=1)
+    assert all(".cache" not in str(p.a) + str(p.b) for p in plain.pairs)
+    shown = scan_folder([photos], tmp_path / "b", model=model, include_hidden=True, workers=1)
+    assert any(p.exact and ".cache" in str(p.a) + str(p.b) for p in shown.pairs)
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{photos / 'original_0.png'}\n{photos / 'copies' / 'copy_0_jpeg.jpg'}\n\n")
+    result = scan_folder([], tmp_path / "c", model=model, files_from=listed, workers=1)
+    assert result.stats.files == 2
+    assert _groups(result) == {frozenset({"original_0.png", "copy_0_jpeg.jpg"})}
+
+
+def test_paths_are_reported_as_given(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(photos.parent)
+    result = scan_folder(["photos"], tmp_path / "idx", model=content_model(), workers=1)
+    assert all(str(p.a).startswith("photos/") for p in result.pairs)
+    assert all(str(g.keep).startswith("photos/") for g in result.groups)
+
+
+def test_bad_options_and_a_busy_index_are_refused(photos: Path, tmp_path: Path) -> None:
+    model = content_model()
+    with pytest.raises(ScanError, match="keep policy"):
+        scan_folder([photos], tmp_path / "idx", model=model, keep="biggest")
+    with pytest.raises(ScanError, match="not a folder"):
+        scan_folder([tmp_path / "missing"], tmp_path / "idx", model=model)
+    with pytest.raises(ScanError, match="review_min_similarity"):
+        scan_folder([photos], tmp_path / "idx", model=model, review_min_similarity=0.99)
+    with index_lock(tmp_path / "idx", "test"), pytest.raises(ScanError, match="in use"):
+        scan_folder([photos], tmp_path / "idx", model=model)
+
+
+def _candidate(n: int, path: str, pixels: int = 100, size: int = 10, mtime: int = 0) -> Candidate:
+    return Candidate(n, path, pixels, 1, size, mtime, n, f"h{n}")
+
+
+def test_chaining_guard_splits_members_that_are_not_duplicates_of_the_keeper() -> None:
+    # A-B and B-C are duplicates, A-C is not: C must not ride along into A's group.
+    # C-D makes the split-off part a group of its own.
+    files = {
+        1: _candidate(1, "a", pixels=400),
+        2: _candidate(2, "b"),
+        3: _candidate(3, "c", pixels=300),
+        4: _candidate(4, "d"),
+    }
+    pairs = [(1, 2, 0.97, False), (2, 3, 0.96, False), (1, 3, 0.5, False), (3, 4, 0.99, False)]
+    plans = build_groups(files, pairs, min_similarity=0.9, keep="largest")
+    assert [(g.keep, [m for m, _ in g.members]) for g in plans] == [(1, [1, 2]), (3, [3, 4])]
+    assert plans[0].members == ((1, 1.0), (2, 0.97))
+
+
+def test_largest_means_pixels_then_bytes_then_path() -> None:
+    files = {
+        1: _candidate(1, "b", pixels=100, size=50),
+        2: _candidate(2, "a", pixels=100, size=50),
+        3: _candidate(3, "c", pixels=100, size=90),
+        4: _candidate(4, "d", pixels=99, size=999),
+    }
+    pairs = [(a, b, 0.99, False) for a in files for b in files if a < b]
+    assert build_groups(files, pairs, min_similarity=0.9)[0].keep == 3
+    del files[3]
+    assert build_groups(files, pairs, min_similarity=0.9)[0].keep == 2
+    assert keeper_key("oldest")(files[1]) < keeper_key("oldest")(files[4])
+    with pytest.raises(ValueError, match="keep policy"):
+        keeper_key("random")
+
+
+def test_groups_come_largest_first_and_exact_pairs_always_count() -> None:
+    files = {n: _candidate(n, f"p{n}") for n in range(1, 6)}
+    pairs = [(1, 2, 0.2, True), (3, 4, 0.99, False), (4, 5, 0.99, False), (3, 5, 0.99, False)]
+    plans = build_groups(files, pairs, min_similarity=0.95, keep="first")
+    assert [len(g.members) for g in plans] == [3, 2]
+    assert plans[1].members == ((1, 1.0), (2, 1.0))
