@@ -4,10 +4,10 @@
 >>> quarantine("photos.lookalike", to="quarantine", dry_run=True).done
 """
 
+from lookalike.scan.cleanup import quarantine, read_manifest, restore
 from lookalike.scan.demo import write_demo_folder
 from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups, keeper_key
 from lookalike.scan.leaks import find_leaks
-from lookalike.scan.quarantine import quarantine, read_manifest, restore
 from lookalike.scan.query import find_lookalikes
 from lookalike.scan.run import read_result, regroup, resolve_thresholds, scan_folder
 from lookalike.scan.walk import ScanError, content_hash

@@ -69,9 +69,10 @@ def _remove_quietly(path: Path) -> None:
 def move_file(src: Path, dst: Path, sha256: str) -> None:
     """Move src to dst without ever replacing a file or losing one (raises _Refused).
 
-    Same file system: hard link at dst, then unlink src. Otherwise: copy beside dst,
-    fsync, check the copy's SHA-256, link it into place, then unlink src. If src
-    cannot be removed, the new name is removed again and src stays.
+    Same file system: hard link at dst, then unlink src. Otherwise (another file
+    system, or one without hard links): copy into a newly created dst, fsync, check the
+    copy's SHA-256, then unlink src. If src cannot be removed, dst is removed again and
+    src stays.
     """
     if not os.path.lexists(src):
         raise _Refused("vanished before it could be moved")
@@ -105,21 +106,28 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
 
 
 def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
-    partial = dst.with_name(f".{dst.name}.lookalike-partial")
+    """Copy src to a new file dst (exclusive create), synced and verified; else remove dst."""
     try:
-        shutil.copy2(src, partial, follow_symlinks=False)
-        if not partial.is_symlink():
-            with open(partial, "rb+") as handle:
-                os.fsync(handle.fileno())
-            if _sha256(partial) != sha256:
-                raise _Refused("the copy does not match the original; left in place")
-        os.link(partial, dst, follow_symlinks=False)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+            return
+        with open(src, "rb") as source, open(dst, "xb") as target:
+            shutil.copyfileobj(source, target, _CHUNK)
+            target.flush()
+            os.fsync(target.fileno())
     except FileExistsError:
         raise _Refused(f"name clash: {dst} already exists") from None
     except OSError as exc:
-        raise _Refused(f"cannot copy ({exc.strerror})") from None
-    finally:
-        _remove_quietly(partial)
+        _remove_quietly(dst)
+        raise _Refused(f"cannot copy ({exc.strerror}); left in place") from None
+    try:
+        shutil.copystat(src, dst)
+        same = _sha256(dst) == sha256
+    except OSError:
+        same = False
+    if not same:
+        _remove_quietly(dst)
+        raise _Refused("the copy does not match the original; left in place")
 
 
 @dataclass(frozen=True)
