@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io as _bytes_io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,13 @@ from torch.nn import functional as F
 
 from lookalike.io import load_image
 from lookalike.records import Comparison
+from lookalike.verify import (
+    Keypoints,
+    VerifyConfig,
+    count_inliers,
+    extract_keypoints,
+    fuse_similarity,
+)
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint file layout; other versions are refused."""
@@ -195,6 +202,7 @@ class Model:
     calibration: Calibration = field(default_factory=Calibration)
     model_id: str = "untrained"
     meta: dict[str, Any] = field(default_factory=dict)
+    verify: VerifyConfig | None = None
 
     def __post_init__(self) -> None:
         self.encoder.eval()
@@ -245,6 +253,47 @@ class Model:
         cosine = np.atleast_2d(a).astype(np.float32) @ np.atleast_2d(b).astype(np.float32).T
         return np.asarray(similarity_from_cosine(cosine), dtype=np.float32)
 
+    def refine(
+        self,
+        load: Callable[[int], Image.Image],
+        pairs: np.ndarray,
+        similarities: np.ndarray,
+        threads: int | None = None,
+    ) -> np.ndarray:
+        """Geometric verification of candidate pairs: their similarity after local matching.
+
+        `pairs` (P, 2) holds image numbers, `load(n)` opens image n (called at most once per
+        image). Callers pass only candidates: each image's nearest few neighbours with
+        similarity >= `verify.candidate_min_similarity`. Without a verify config the
+        similarities come back unchanged.
+        """
+        scores = np.asarray(similarities, dtype=np.float64)
+        if self.verify is None or len(pairs) == 0:
+            return scores
+        config = self.verify
+        cache: dict[tuple[int, bool], Keypoints] = {}
+
+        def keypoints(n: int, mirrored: bool) -> Keypoints:
+            key = (n, mirrored)
+            if key not in cache:
+                cache[key] = extract_keypoints(load(n), config, mirrored=mirrored)
+            return cache[key]
+
+        def inliers(pair: np.ndarray) -> int:
+            a, b = int(pair[0]), int(pair[1])
+            direct = count_inliers(keypoints(a, False), keypoints(b, False), config)
+            if direct >= 4 * config.inlier_offset:
+                return direct
+            return max(direct, count_inliers(keypoints(a, True), keypoints(b, False), config))
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        images = np.unique(np.asarray(pairs).ravel())
+        with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+            list(pool.map(lambda n: keypoints(int(n), False), images))
+            counts = np.array(list(pool.map(inliers, np.asarray(pairs))), dtype=np.float64)
+        return fuse_similarity(scores, counts, config)
+
     def compare(
         self,
         a: str | os.PathLike[str],
@@ -255,6 +304,17 @@ class Model:
         cut = self.min_similarity if min_similarity is None else min_similarity
         emb = self.embed([a, b])
         score = float(self.similarity(emb[0], emb[1])[0])
+        if self.verify is not None and self.verify.candidate_min_similarity <= score < 1.0:
+            paths = [a, b]
+            side = self.verify.side
+            score = float(
+                self.refine(
+                    lambda n: load_image(paths[n], min_side=side),
+                    np.array([[0, 1]]),
+                    np.array([score]),
+                    threads=1,
+                )[0]
+            )
         return Comparison(Path(a), Path(b), score, score >= cut, cut, self.model_id)
 
     def with_calibration(self, calibration: Calibration) -> Model:
@@ -275,6 +335,7 @@ def save_model(model: Model, path: str | os.PathLike[str], **extra: Any) -> Path
         "preprocess": asdict(model.preprocess),
         "calibration": asdict(model.calibration),
         "meta": model.meta,
+        "verify": asdict(model.verify) if model.verify else None,
         "state_dict": state,
         **extra,
     }
@@ -320,6 +381,7 @@ def model_from_payload(payload: dict[str, Any]) -> Model:
             calibration=Calibration(**payload["calibration"]),
             model_id=str(payload["model_id"]),
             meta=dict(payload.get("meta", {})),
+            verify=VerifyConfig(**payload["verify"]) if payload.get("verify") else None,
         )
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint contents do not match the architecture: {exc}") from None

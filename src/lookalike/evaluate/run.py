@@ -17,6 +17,7 @@ from lookalike.embed import embed_all
 from lookalike.evaluate.benchmark import PairLayout, load_truth, pair_layout
 from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
 from lookalike.evaluate.scoring import tally_pairs
+from lookalike.io import load_image
 from lookalike.model import Model
 from lookalike.records import Evaluation, Truth
 
@@ -170,16 +171,83 @@ def evaluate_model(
         embedded = embed_all(
             layout.paths, model, batch_size=batch_size, workers=workers, on_progress=on_progress
         )
-    row = {Path(p): i for i, p in enumerate(embedded.paths)}
-    index = np.array([row.get(p, -1) for p in layout.paths], dtype=np.int64)
-    valid = index >= 0
-    vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
-    vectors[valid] = embedded.vectors[index[valid]]
+        row = {Path(p): i for i, p in enumerate(embedded.paths)}
+        index = np.array([row.get(p, -1) for p in layout.paths], dtype=np.int64)
+        valid = index >= 0
+        vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
+        vectors[valid] = embedded.vectors[index[valid]]
+        refined = _refine_candidates(model, layout.paths, vectors, valid)
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return model.similarity_matrix(vectors[rows], vectors[cols])
+        scores = model.similarity_matrix(vectors[rows], vectors[cols])
+        return refined.apply(rows, cols, scores)
 
-    return _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost, {"min_similarity": cut})
+    extra = {"min_similarity": cut, "verified_pairs": float(refined.count)}
+    return _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost, extra)
+
+
+@dataclass
+class _Refined:
+    """Similarities after geometric verification, for the candidate pairs that had it."""
+
+    partners: dict[int, tuple[np.ndarray, np.ndarray]]
+    count: int
+
+    def apply(self, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Overwrite the verified pairs' entries of a (rows x cols) block of scores."""
+        if not self.partners:
+            return scores
+        scores = np.array(scores, dtype=np.float64, copy=True)
+        position = {int(c): k for k, c in enumerate(cols)}
+        for r, i in enumerate(rows):
+            found = self.partners.get(int(i))
+            if found is None:
+                continue
+            for j, value in zip(*found, strict=True):
+                k = position.get(int(j))
+                if k is not None:
+                    scores[r, k] = value
+        return scores
+
+
+def _refine_candidates(
+    model: Model, paths: list[Path], vectors: np.ndarray, valid: np.ndarray
+) -> _Refined:
+    """Verify each image's nearest ambiguous neighbours, as a scan does (see Model.refine)."""
+    config = model.verify
+    if config is None:
+        return _Refined({}, 0)
+    n = len(paths)
+    pairs: set[tuple[int, int]] = set()
+    k = min(config.candidates_per_image, max(0, n - 1))
+    rows_per_block = max(1, 2_000_000 // max(1, n))
+    for start in range(0, n, rows_per_block):
+        rows = np.arange(start, min(n, start + rows_per_block))
+        sims = model.similarity_matrix(vectors[rows], vectors)
+        sims[np.arange(len(rows)), rows] = -np.inf
+        sims[:, ~valid] = -np.inf
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k else np.zeros((len(rows), 0))
+        for r, i in enumerate(rows):
+            if not valid[i]:
+                continue
+            for j in nearest[r]:
+                s = sims[r, j]
+                if config.candidate_min_similarity <= s < 1.0 - 1e-6:
+                    pairs.add((min(int(i), int(j)), max(int(i), int(j))))
+    if not pairs:
+        return _Refined({}, 0)
+    chosen = np.array(sorted(pairs), dtype=np.int64)
+    raw = model.similarity(vectors[chosen[:, 0]], vectors[chosen[:, 1]])
+    fused = model.refine(lambda m: load_image(paths[m], min_side=config.side), chosen, raw)
+    partners: dict[int, tuple[list[int], list[float]]] = {}
+    for (a, b), value in zip(chosen, fused, strict=True):
+        for x, y in ((a, b), (b, a)):
+            entry = partners.setdefault(int(x), ([], []))
+            entry[0].append(int(y))
+            entry[1].append(float(value))
+    return _Refined(
+        {x: (np.array(js), np.array(vs)) for x, (js, vs) in partners.items()}, len(chosen)
+    )
 
 
 def evaluate_hash(

@@ -1,0 +1,87 @@
+"""Geometric verification: copies under geometric edits confirm, unrelated pictures do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import make_picture
+from lookalike.augment import apply_edit
+from lookalike.verify import VerifyConfig, count_inliers, extract_keypoints, fuse_similarity
+
+CONFIG = VerifyConfig()
+
+
+def _photo(seed: int) -> Image.Image:
+    """A textured picture with many corners: shapes over multi-scale random texture."""
+    rng = np.random.default_rng(seed)
+    texture = np.zeros((360, 480, 3), dtype=np.float32)
+    for cells in (6, 24, 96):
+        grid = rng.uniform(-1, 1, (cells * 3 // 4, cells, 3)).astype(np.float32)
+        layer = Image.fromarray(((grid + 1) * 127.5).astype(np.uint8), "RGB")
+        texture += np.asarray(layer.resize((480, 360), Image.Resampling.BICUBIC), np.float32)
+    shapes = np.asarray(make_picture(seed, (480, 360)), dtype=np.float32)
+    mixed = 0.5 * shapes + 0.5 * (texture / 3)
+    return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("family", ["crop", "rotation", "angle", "border", "jpeg", "overlay"])
+def test_edited_copy_has_many_inliers(family: str) -> None:
+    original = _photo(1)
+    copy = apply_edit(original, family, seed=5, strength=0.5)
+    inliers = count_inliers(
+        extract_keypoints(original, CONFIG), extract_keypoints(copy, CONFIG), CONFIG
+    )
+    assert inliers >= 40
+
+
+def test_mirrored_keypoints_confirm_a_flip() -> None:
+    original = _photo(2)
+    flipped = ImageOps.mirror(original)
+    mirrored = count_inliers(
+        extract_keypoints(original, CONFIG, mirrored=True),
+        extract_keypoints(flipped, CONFIG),
+        CONFIG,
+    )
+    assert mirrored >= 40
+
+
+def test_unrelated_pictures_do_not_verify() -> None:
+    counts = [
+        count_inliers(
+            extract_keypoints(_photo(a), CONFIG), extract_keypoints(_photo(b), CONFIG), CONFIG
+        )
+        for a, b in [(3, 4), (5, 6), (7, 8)]
+    ]
+    assert max(counts) < CONFIG.inlier_offset + 10
+
+
+def test_flat_image_has_no_evidence() -> None:
+    flat = Image.new("RGB", (300, 200), (90, 120, 200))
+    assert (
+        count_inliers(extract_keypoints(flat, CONFIG), extract_keypoints(flat, CONFIG), CONFIG) == 0
+    )
+
+
+def test_fusion_is_monotone_and_bounded() -> None:
+    sims = np.array([0.5, 0.8, 0.8, 0.8, 0.95])
+    inliers = np.array([100, 0, 30, 100, 5])
+    fused = fuse_similarity(sims, inliers, CONFIG)
+    assert np.all(fused >= sims) and np.all(fused <= 1.0)
+    assert fused[1] == pytest.approx(0.8)  # no evidence, no change
+    assert fused[1] < fused[2] < fused[3]
+    assert fused[4] == pytest.approx(0.95)
+
+
+def test_model_refine_raises_a_verified_copy(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    model = replace(tiny_model, verify=CONFIG)
+    images = [_photo(9), apply_edit(_photo(9), "crop", seed=1, strength=0.4), _photo(10)]
+    pairs = np.array([[0, 1], [0, 2]])
+    fused = model.refine(lambda n: images[n], pairs, np.array([0.8, 0.8]))
+    assert fused[0] > 0.95
+    assert fused[1] == pytest.approx(0.8, abs=0.02)
+    unchanged = tiny_model.refine(lambda n: images[n], pairs, np.array([0.8, 0.8]))
+    assert np.allclose(unchanged, 0.8)
