@@ -175,3 +175,24 @@ def test_make_benchmark_text_output(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "wrote 3 images" in text(result.stdout) and "1 positive" in text(result.stdout)
+
+
+def test_calibrate_writes_a_checkpoint_meeting_the_target(
+    bench_dir: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from lookalike.evaluate import evaluate_model, load_truth
+    from lookalike.model import load_model
+
+    out = tmp_path / "calibrated.pt"
+    result = runner.invoke(
+        app, ["calibrate", str(tiny_checkpoint), str(bench_dir), "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    calibrated = load_model(out)
+    assert calibrated.min_similarity == pytest.approx(payload["min_similarity"])
+    assert calibrated.verify is not None
+    assert calibrated.verify.confident_similarity <= 1.0
+    metrics = evaluate_model(load_truth(bench_dir), calibrated).metrics
+    # On the set it was calibrated on, the chosen cut-off meets the target (or finds none).
+    assert metrics.precision >= 0.99 or metrics.tp == 0

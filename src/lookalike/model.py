@@ -304,7 +304,7 @@ class Model:
         cut = self.min_similarity if min_similarity is None else min_similarity
         emb = self.embed([a, b])
         score = float(self.similarity(emb[0], emb[1])[0])
-        if self.verify is not None and self.verify.candidate_min_similarity <= score < 1.0:
+        if self.verify is not None and self.verify.is_candidate(score):
             paths = [a, b]
             side = self.verify.side
             score = float(

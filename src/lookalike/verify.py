@@ -27,7 +27,12 @@ class VerifyConfig:
     inlier_offset: float = 10.0
     inlier_scale: float = 20.0
     candidate_min_similarity: float = 0.7
+    confident_similarity: float = 1.0
     candidates_per_image: int = 10
+
+    def is_candidate(self, similarity: float) -> bool:
+        """Worth verifying: ambiguous, neither clearly different nor already confident."""
+        return self.candidate_min_similarity <= similarity < self.confident_similarity
 
 
 @dataclass(frozen=True)

@@ -387,3 +387,45 @@ def evaluate_command(
         print_table(out, families_table(evaluations))
     for path in written:
         stderr().print(f"wrote {path}")
+
+
+@app.command("calibrate")
+def calibrate_command(
+    checkpoint: Path = typer.Argument(..., help="The checkpoint to calibrate."),
+    bench_dir: Path = typer.Argument(..., help="A calibration set (make-benchmark)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrated copy."),
+    precision: float = typer.Option(0.99, "--precision", help="Target pair precision."),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Confirm ambiguous pairs by local-feature matching."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Choose min_similarity on a calibration set for a target pair precision."""
+    from dataclasses import asdict, replace
+
+    from lookalike.evaluate import calibrate_model, load_truth
+    from lookalike.model import save_model
+    from lookalike.verify import VerifyConfig
+
+    if precision not in (0.99, 0.999):
+        raise fail("--precision must be 0.99 or 0.999")
+    with _measure_errors():
+        loaded = load_model_option(checkpoint)
+        loaded = replace(loaded, verify=(loaded.verify or VerifyConfig()) if verify else None)
+        calibrated, result = calibrate_model(
+            loaded, load_truth(bench_dir), target_precision=precision
+        )
+        save_model(calibrated, out)
+    payload = {
+        "schema_version": 1,
+        "checkpoint": str(out),
+        **asdict(calibrated.calibration),
+        "verify": asdict(calibrated.verify) if calibrated.verify else None,
+    }
+    if json_output:
+        print_json(payload)
+        return
+    stdout().print(
+        f"min_similarity {calibrated.min_similarity:.4f} "
+        f"({calibrated.calibration.method}); wrote {out}"
+    )

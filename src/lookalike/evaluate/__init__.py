@@ -20,7 +20,13 @@ from lookalike.evaluate.metrics import (
 )
 from lookalike.evaluate.peers import PEERS, PeerUnavailable, hash_files
 from lookalike.evaluate.plots import PlotsUnavailable, plot_files, require_plotting, write_plots
-from lookalike.evaluate.run import MODEL_SYSTEM, ResourceMonitor, evaluate_hash, evaluate_model
+from lookalike.evaluate.run import (
+    MODEL_SYSTEM,
+    ResourceMonitor,
+    calibrate_model,
+    evaluate_hash,
+    evaluate_model,
+)
 from lookalike.evaluate.scoring import tally_pairs
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "ResourceMonitor",
     "ScoreTally",
     "calibrate_min_similarity",
+    "calibrate_model",
     "evaluate_hash",
     "evaluate_model",
     "evaluate_pairs",

@@ -18,7 +18,7 @@ from lookalike.evaluate.benchmark import PairLayout, load_truth, pair_layout
 from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
 from lookalike.evaluate.scoring import tally_pairs
 from lookalike.io import load_image
-from lookalike.model import Model
+from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, Truth
 
 MODEL_SYSTEM = "lookalike"
@@ -232,7 +232,7 @@ def _refine_candidates(
                 continue
             for j in nearest[r]:
                 s = sims[r, j]
-                if config.candidate_min_similarity <= s < 1.0 - 1e-6:
+                if config.is_candidate(float(s)) and s < 1.0 - 1e-6:
                     pairs.add((min(int(i), int(j)), max(int(i), int(j))))
     if not pairs:
         return _Refined({}, 0)
@@ -287,3 +287,51 @@ def evaluate_hash(
             round((1.0 - cut) * peer.bits) if np.isfinite(cut) else float("nan")
         )
     return replace(evaluation, metrics=replace(evaluation.metrics, extra=extra))
+
+
+def calibrate_model(
+    model: Model,
+    bench: Truth | str | os.PathLike[str],
+    *,
+    target_precision: float = 0.99,
+    workers: int | None = None,
+) -> tuple[Model, Evaluation]:
+    """Choose min_similarity on a calibration set: the lowest cut-off with pair precision
+    >= `target_precision`.
+
+    With geometric verification, the CNN alone is calibrated first: pairs at or above its
+    own cut-off are confident and skip verification; then the verified system's scores
+    are calibrated. Returns the calibrated model and its evaluation on the set.
+    """
+    truth = _as_truth(bench)
+    verify = model.verify
+    if verify is not None:
+        plain = evaluate_model(truth, replace(model, verify=None), workers=workers)
+        confident = plain.metrics.extra["min_score_at_p99"]
+        verify = replace(verify, confident_similarity=min(1.0, float(confident)))
+        model = replace(model, verify=verify)
+    if target_precision not in (0.99, 0.999):
+        raise ValueError("target_precision must be 0.99 or 0.999")
+    result = evaluate_model(truth, model, workers=workers)
+    strict = target_precision == 0.999
+    found = result.metrics.extra["min_score_at_p999" if strict else "min_score_at_p99"]
+    recall = result.metrics.recall_at_p999 if strict else result.metrics.recall_at_p99
+    cut = float(found) if np.isfinite(found) else 1.0
+    calibration = Calibration(
+        min_similarity=round(cut, 6),
+        method=(
+            f"lowest cut-off with pair precision >= {target_precision} on a calibration set "
+            f"({len(truth.originals)} originals, {len(truth.distractors)} distractors); "
+            f"recall there {recall:.4f}"
+            + (
+                f"; verification above {verify.candidate_min_similarity}, CNN-confident "
+                f"from {verify.confident_similarity:.4f}"
+                if verify
+                else ""
+            )
+        ),
+        target_precision=target_precision,
+        positives=int(result.metrics.tp + result.metrics.fn),
+        negatives=int(result.metrics.fp + result.metrics.tn),
+    )
+    return model.with_calibration(calibration), result
