@@ -53,7 +53,7 @@ class UnreadableImage(Exception):
 def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Composite an image with transparency over a solid background."""
     rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, background + (255,))
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
     canvas.alpha_composite(rgba)
     return canvas.convert("RGB")
 

@@ -420,6 +420,7 @@ def calibrate_command(
         "schema_version": 1,
         "checkpoint": str(out),
         **asdict(calibrated.calibration),
+        "recall_at_p99": result.metrics.recall_at_p99,
         "verify": asdict(calibrated.verify) if calibrated.verify else None,
     }
     if json_output:

@@ -41,8 +41,9 @@ class Neighbours:
 
 
 def ivf_cells(n: int) -> int:
-    """Number of inverted-file cells for n vectors (about 4 * sqrt(n))."""
-    return int(min(16384, max(16, 4 * math.sqrt(n))))
+    """Number of inverted-file cells for n vectors: about 4 * sqrt(n), and at least 40
+    vectors per cell to train them on."""
+    return int(max(1, min(16384, 4 * math.sqrt(n), n // 40)))
 
 
 def _as_matrix(vectors: np.ndarray) -> np.ndarray:
