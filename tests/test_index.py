@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +153,20 @@ def test_nearest_matches_a_sort() -> None:
     assert rows[0] == 7
     assert set(rows.tolist()) == set(order.tolist())
     assert np.all(np.diff(scores) <= 0)
+
+
+def test_ann_scale_benchmark_runs_in_tiny_mode(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ann_scale.py"
+    out = tmp_path / "ann.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--tiny", "--min-similarity", "0.97", "--json-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["search"].startswith("IVF") and report["vectors"] == 20_000
+    assert report["recall"]["min_similarity"]["true_pairs"] > 0
+    assert 0.0 <= report["recall"]["min_similarity"]["recall"] <= 1.0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -348,3 +351,40 @@ def test_groups_come_largest_first_and_exact_pairs_always_count() -> None:
     plans = build_groups(files, pairs, min_similarity=0.95, keep="first")
     assert [len(g.members) for g in plans] == [3, 2]
     assert plans[1].members == ((1, 1.0), (2, 1.0))
+
+
+def test_scan_scale_benchmark_runs_in_tiny_mode(
+    synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scan_scale.py"
+    out = tmp_path / "scale.json"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "work"), "--tiny", "--photos",
+         str(synthetic_folder.root / "other"), "--model", str(tiny_checkpoint),
+         "--json-out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["images"] == 40
+    assert report["scan"]["images_per_s"] > 0 and report["peer"]["name"] == "phash"
+    assert "scan ÷ phash throughput" in done.stdout
+    assert list((tmp_path / "work").glob("report-*/index.html"))
+
+
+def test_another_process_holding_the_index_blocks_a_scan(photos: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom lookalike.scan.run import index_lock\n"
+         f"with index_lock(Path({str(index)!r}), 'test'):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ScanError, match="in use"):
+            scan_folder([photos], index, model=content_model(), workers=1)
+    finally:
+        holder.communicate("")
+    assert scan_folder([photos], index, model=content_model(), workers=1).groups

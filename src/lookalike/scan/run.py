@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +28,17 @@ _PATH_ERRORS = ("file not found", "permission denied", "is a folder, not a file"
 """Decode errors that belong to one path, not to the contents (other copies may be fine)."""
 
 
+_HELD: set[str] = set()
+"""Index locks this process holds (POSIX record locks do not exclude the same process)."""
+_HELD_GUARD = threading.Lock()
+
+
+def _busy(path: Path, what: str) -> ScanError:
+    return ScanError(
+        f"{path} is in use by another scan or quarantine; wait for it to finish before the {what}"
+    )
+
+
 @contextlib.contextmanager
 def index_lock(path: Path, what: str) -> Iterator[None]:
     """Hold the index's writer lock (a scan or a quarantine at a time), or raise ScanError.
@@ -34,24 +46,29 @@ def index_lock(path: Path, what: str) -> Iterator[None]:
     A POSIX record lock on `<index>.lock`: the kernel drops it when the process dies
     (even by kill -9), and forked decode workers do not inherit it.
     """
+    key = os.path.abspath(path)
+    with _HELD_GUARD:
+        if key in _HELD:
+            raise _busy(path, what)
+        _HELD.add(key)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, SQLite still keeps data whole
-        yield
-        return
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as handle:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ScanError(
-                f"{path} is in use by another scan or quarantine; wait for it to finish "
-                f"before the {what}"
-            ) from None
-        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock; SQLite still keeps data whole
             yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+            return
+        with open(path.with_name(path.name + ".lock"), "a") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise _busy(path, what) from None
+            try:
+                yield
+            finally:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+    finally:
+        with _HELD_GUARD:
+            _HELD.discard(key)
 
 
 def resolve_thresholds(
