@@ -4,18 +4,9 @@
 ...     index.files()
 """
 
+from lookalike.index.schema import SCHEMA_VERSION, IndexSchemaError, ModelMismatch
 from lookalike.index.search import EXACT_LIMIT, Neighbours, build_search, find_pairs, nearest
-from lookalike.index.store import (
-    SCHEMA_VERSION,
-    FileRow,
-    GroupRow,
-    Index,
-    IndexSchemaError,
-    ModelMismatch,
-    RootRow,
-    build_index,
-    open_index,
-)
+from lookalike.index.store import FileRow, GroupRow, Index, RootRow, build_index, open_index
 
 __all__ = [
     "EXACT_LIMIT",

@@ -17,87 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.index.schema import (
+    IndexSchemaError,
+    ModelMismatch,
+    check_schema,
+    connect,
+    create_schema,
+)
 from lookalike.model import Model, fingerprint
-
-SCHEMA_VERSION = 1
-"""Version of the table layout written by this lookalike."""
-
-BUSY_TIMEOUT_MS = 30_000
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE roots (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,      -- absolute
-    shown TEXT NOT NULL,            -- as the user gave it
-    label TEXT NOT NULL UNIQUE      -- folder name under a quarantine folder
-);
-CREATE TABLE files (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,      -- absolute, symbolic links not resolved
-    shown TEXT NOT NULL,            -- as the user gave it
-    root_id INTEGER REFERENCES roots(id),
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    dev INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    is_link INTEGER NOT NULL DEFAULT 0,
-    hash TEXT,                      -- xxh3_128 of the bytes; NULL if they could not be read
-    width INTEGER,
-    height INTEGER,
-    error TEXT,
-    same_as INTEGER,                -- another path of this very file (hard or symbolic link)
-    seen INTEGER NOT NULL,          -- the last scan that found it
-    walk_order INTEGER NOT NULL     -- position in that scan's walk (the `first` keep policy)
-);
-CREATE INDEX files_hash ON files(hash);
-CREATE INDEX files_seen ON files(seen);
-CREATE INDEX files_inode ON files(dev, inode);
-CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
-CREATE TABLE pairs (
-    a INTEGER NOT NULL,
-    b INTEGER NOT NULL,
-    similarity REAL NOT NULL,
-    exact INTEGER NOT NULL,
-    PRIMARY KEY (a, b)
-) WITHOUT ROWID;
-CREATE INDEX pairs_b ON pairs(b);
-CREATE TABLE groups (
-    id INTEGER PRIMARY KEY,
-    keep INTEGER NOT NULL,
-    keep_by TEXT NOT NULL           -- 'policy' or 'user'
-);
-CREATE TABLE members (
-    group_id INTEGER NOT NULL,
-    file_id INTEGER NOT NULL UNIQUE,
-    similarity_to_keep REAL NOT NULL,
-    PRIMARY KEY (group_id, file_id)
-);
-CREATE TABLE keep_marks (hash TEXT PRIMARY KEY, marked_at REAL NOT NULL);
-CREATE TABLE not_duplicates (
-    hash_a TEXT NOT NULL,
-    hash_b TEXT NOT NULL,
-    marked_at REAL NOT NULL,
-    PRIMARY KEY (hash_a, hash_b),
-    CHECK (hash_a < hash_b)
-);
-CREATE TABLE scans (
-    id INTEGER PRIMARY KEY,
-    started REAL NOT NULL,
-    finished REAL,
-    roots TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    stats TEXT
-);
-"""
-
-
-class IndexSchemaError(Exception):
-    """A file that is not a lookalike index, or one of a schema this version cannot read."""
-
-
-class ModelMismatch(Exception):
-    """An index whose embeddings were made by another model than the one in use."""
 
 
 @dataclass(frozen=True)
@@ -159,13 +86,6 @@ def _file_row(row: Sequence[object]) -> FileRow:
         same_as,  # type: ignore[arg-type]
         int(order),  # type: ignore[call-overload]
     )
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = OFF")
-    return conn
 
 
 class Index:
@@ -353,25 +273,31 @@ class Index:
         return [(int(a), int(b), float(s), bool(e)) for a, b, s, e in rows]
 
     def groups(self, offset: int = 0, limit: int | None = None) -> list[GroupRow]:
-        """Stored groups, largest first (then by keeper path), with their members."""
-        sql = (
-            "SELECT g.id, g.keep, g.keep_by FROM groups g JOIN files f ON f.id = g.keep "
-            "ORDER BY (SELECT COUNT(*) FROM members m WHERE m.group_id = g.id) DESC, f.path "
-            "LIMIT ? OFFSET ?"
-        )
-        heads = self.conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
+        """Stored groups in the scan's order (largest first, then by keeper path).
+
+        Members come keeper first, then by similarity to the keeper.
+        """
+        heads = self.conn.execute(
+            "SELECT id, keep, keep_by FROM groups ORDER BY rank LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
+        ).fetchall()
+        members: dict[int, list[tuple[int, float, str]]] = {int(g[0]): [] for g in heads}
+        ids = list(members)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT m.group_id, m.file_id, m.similarity_to_keep, f.path FROM members m "
+                f"JOIN files f ON f.id = m.file_id WHERE m.group_id IN ({marks})",
+                chunk,
+            )
+            for gid, fid, similarity, path in rows:
+                members[int(gid)].append((int(fid), float(similarity), str(path)))
         out = []
         for gid, keep, keep_by in heads:
-            members = self.conn.execute(
-                "SELECT m.file_id, m.similarity_to_keep FROM members m JOIN files f "
-                "ON f.id = m.file_id WHERE m.group_id = ? "
-                "ORDER BY m.file_id != ?, m.similarity_to_keep DESC, f.path",
-                (gid, keep),
-            ).fetchall()
+            ordered = sorted(members[int(gid)], key=lambda m: (m[0] != keep, -m[1], m[2]))
             out.append(
-                GroupRow(
-                    int(gid), int(keep), str(keep_by), tuple((int(f), float(s)) for f, s in members)
-                )
+                GroupRow(int(gid), int(keep), str(keep_by), tuple((f, s) for f, s, _ in ordered))
             )
         return out
 
@@ -427,16 +353,16 @@ class Index:
         pairs: Iterable[tuple[int, int, float, bool]],
         groups: Iterable[tuple[int, str, Sequence[tuple[int, float]]]],
     ) -> None:
-        """Replace the stored pairs and groups (inside the caller's transaction)."""
+        """Replace the stored pairs and groups, given in display order (in a transaction)."""
         for table in ("pairs", "members", "groups"):
             conn.execute(f"DELETE FROM {table}")
         conn.executemany(
             "INSERT INTO pairs (a, b, similarity, exact) VALUES (?, ?, ?, ?)",
             ((a, b, s, int(e)) for a, b, s, e in pairs),
         )
-        for keep, keep_by, members in groups:
+        for rank, (keep, keep_by, members) in enumerate(groups):
             gid = conn.execute(
-                "INSERT INTO groups (keep, keep_by) VALUES (?, ?)", (keep, keep_by)
+                "INSERT INTO groups (keep, keep_by, rank) VALUES (?, ?, ?)", (keep, keep_by, rank)
             ).lastrowid
             conn.executemany(
                 "INSERT INTO members (group_id, file_id, similarity_to_keep) VALUES (?, ?, ?)",
@@ -444,36 +370,14 @@ class Index:
             )
 
 
-def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
-    try:
-        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError:
-        raise IndexSchemaError(f"{path}: not a lookalike index (not an SQLite file)") from None
-    if "meta" not in tables:
-        raise IndexSchemaError(f"{path}: not a lookalike index (no meta table)")
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        raise IndexSchemaError(f"{path}: not a lookalike index (no schema version)")
-    version = int(row[0])
-    if version > SCHEMA_VERSION:
-        raise IndexSchemaError(
-            f"{path}: index schema {version} is newer than this lookalike reads "
-            f"({SCHEMA_VERSION}); upgrade lookalike"
-        )
-    if version < SCHEMA_VERSION:
-        raise IndexSchemaError(
-            f"{path}: index schema {version} is too old to migrate; delete it and rescan"
-        )
-
-
 def open_index(path: str | os.PathLike[str]) -> Index:
     """Open an existing index (IndexSchemaError if it is missing or not one)."""
     path = Path(path)
     if not path.is_file():
         raise IndexSchemaError(f"{path}: no index there (run `lookalike scan ... --index {path}`)")
-    conn = _connect(path)
+    conn = connect(path)
     try:
-        _check_schema(path, conn)
+        check_schema(path, conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
@@ -493,21 +397,15 @@ def build_index(path: str | os.PathLike[str], model: Model) -> Index:
     if path.exists() and not path.is_file():
         raise IndexSchemaError(f"{path}: is a folder; give a file name for the index")
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = _connect(path)
+    conn = connect(path)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
-            for statement in _SCHEMA.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created', ?)",
-                (str(SCHEMA_VERSION), str(time.time())),
-            )
+            create_schema(conn)
         conn.execute("COMMIT")
-        _check_schema(path, conn)
+        check_schema(path, conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None

@@ -9,7 +9,8 @@ from lookalike.scan.demo import write_demo_folder
 from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups, keeper_key
 from lookalike.scan.leaks import find_leaks
 from lookalike.scan.query import find_lookalikes
-from lookalike.scan.run import read_result, regroup, resolve_thresholds, scan_folder
+from lookalike.scan.run import resolve_thresholds, scan_folder
+from lookalike.scan.stored import read_result, regroup
 from lookalike.scan.walk import ScanError, content_hash
 
 __all__ = [

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.embed import embed_paths
-from lookalike.index import Index, build_index, find_pairs, open_index
+from lookalike.index import Index, build_index, find_pairs
 from lookalike.model import Model, load_model
-from lookalike.records import FileError, Group, Member, Pair, ScanProgress, ScanResult, ScanStats
-from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups
+from lookalike.records import ScanProgress, ScanResult, ScanStats
+from lookalike.scan.groups import KEEP_POLICIES, build_groups
+from lookalike.scan.stored import candidates, read_result
 from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roots, walk_into
 
 REVIEW_MARGIN = 0.03
@@ -163,9 +164,8 @@ def scan_folder(
         embedded = _embed_new(store, scan_id, model, progress, batch_size, workers)
         pairs = _search(store, scan_id, model, review, progress)
         progress(ScanProgress("group", 0))
-        candidates = _candidates(store, scan_id)
         plans = build_groups(
-            candidates,
+            candidates(store, scan_id),
             pairs,
             min_similarity=cut,
             keep=keep,
@@ -192,6 +192,10 @@ def scan_folder(
         return read_result(store, stats=stats)
 
 
+EMBED_SLICE = 20_000
+"""Files handed to the embedder at a time (bounds the memory of very large scans)."""
+
+
 def _embed_new(
     store: Index,
     scan_id: int,
@@ -200,20 +204,25 @@ def _embed_new(
     batch_size: int,
     workers: int | None,
 ) -> int:
-    """Embed every content of this scan without a stored embedding, one file per content."""
-    embedded = 0
-    done = 0
-    for _attempt in range(3):
-        todo = store.conn.execute(
-            "SELECT hash, MIN(path) FROM files WHERE seen = ? AND hash IS NOT NULL "
-            "AND error IS NULL AND same_as IS NULL "
-            "AND hash NOT IN (SELECT hash FROM embeddings) GROUP BY hash ORDER BY MIN(path)",
-            (scan_id,),
-        ).fetchall()
-        if not todo:
-            break
-        total = done + len(todo)
-        progress(ScanProgress("embed", done, total))
+    """Embed every content of this scan without a stored embedding, one file per content.
+
+    Each round takes the next slice of contents still without an embedding or an
+    error, so every round ends in progress, and a path-specific failure (the file went
+    missing) lets another copy of the same bytes be tried in the next round.
+    """
+    pending = (
+        "FROM files WHERE seen = ? AND hash IS NOT NULL AND error IS NULL AND same_as IS NULL "
+        "AND hash NOT IN (SELECT hash FROM embeddings)"
+    )
+    total = int(
+        store.conn.execute(f"SELECT COUNT(DISTINCT hash) {pending}", (scan_id,)).fetchone()[0]
+    )
+    embedded = done = 0
+    progress(ScanProgress("embed", 0, total))
+    while todo := store.conn.execute(
+        f"SELECT hash, MIN(path) {pending} GROUP BY hash ORDER BY MIN(path) LIMIT ?",
+        (scan_id, EMBED_SLICE),
+    ).fetchall():
         for batch in embed_paths(
             [p for _, p in todo], model, batch_size=batch_size, workers=workers
         ):
@@ -244,19 +253,14 @@ def _embed_new(
                         )
             embedded += len(batch.indices)
             done += len(batch.indices) + len(batch.errors)
-            progress(ScanProgress("embed", done, total))
+            progress(ScanProgress("embed", done, max(total, done)))
     with store.transaction() as conn:
-        # Copies of contents embedded before: same pixels, same size.
+        # Copies of contents embedded before: same bytes, same size.
         conn.execute(
             "UPDATE files SET width = (SELECT f.width FROM files f WHERE f.hash = files.hash "
             "AND f.width IS NOT NULL), height = (SELECT f.height FROM files f WHERE "
             "f.hash = files.hash AND f.width IS NOT NULL) "
             "WHERE seen = ? AND width IS NULL AND hash IS NOT NULL AND error IS NULL",
-            (scan_id,),
-        )
-        conn.execute(
-            "UPDATE files SET error = 'could not be read during the scan' WHERE seen = ? "
-            "AND error IS NULL AND same_as IS NULL AND hash NOT IN (SELECT hash FROM embeddings)",
             (scan_id,),
         )
     return embedded
@@ -302,20 +306,6 @@ def _search(
     return pairs
 
 
-def _candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]:
-    where = "error IS NULL AND same_as IS NULL AND hash IS NOT NULL"
-    params: tuple[object, ...] = ()
-    if scan_id is not None:
-        where += " AND seen = ?"
-        params = (scan_id,)
-    rows = store.conn.execute(
-        "SELECT id, shown, COALESCE(width, 0), COALESCE(height, 0), size, mtime_ns, "
-        f"walk_order, hash FROM files WHERE {where}",
-        params,
-    )
-    return {int(r[0]): Candidate(int(r[0]), *r[1:]) for r in rows}
-
-
 def _stats(
     conn: sqlite3.Connection,
     scan_id: int,
@@ -346,79 +336,4 @@ def _stats(
         embedded=embedded,
         hashed=hashed,
         same_file=same_file,
-    )
-
-
-def read_result(
-    index: Index | str | os.PathLike[str], stats: ScanStats | None = None
-) -> ScanResult:
-    """The stored outcome of the last scan of an index: pairs, groups, errors, settings.
-
-    Reports and the review page read this; nothing is regrouped.
-    """
-    store = index if isinstance(index, Index) else open_index(index)
-    try:
-        settings = store.settings()
-        if not settings:
-            raise ScanError(f"{store.path}: no finished scan in this index yet")
-        cut = float(settings["min_similarity"])  # type: ignore[arg-type]
-        shown = dict(store.conn.execute("SELECT id, shown FROM files"))
-        hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
-        marked = store.not_duplicate_marks()
-        pairs = []
-        for a, b, similarity, exact in store.pairs():
-            pa, pb = sorted((shown[a], shown[b]))
-            ha, hb = hashes[a], hashes[b]
-            blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
-            duplicate = (exact or similarity >= cut) and not blocked
-            pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact))
-        groups = tuple(
-            Group(
-                Path(shown[g.keep]),
-                tuple(Member(Path(shown[f]), s) for f, s in g.members),
-            )
-            for g in store.groups()
-        )
-        errors = tuple(
-            FileError(Path(s), e)
-            for s, e in store.conn.execute(
-                "SELECT shown, error FROM files WHERE error IS NOT NULL AND same_as IS NULL "
-                "ORDER BY shown"
-            )
-        )
-        if stats is None:
-            row = store.conn.execute(
-                "SELECT stats FROM scans WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            stats = ScanStats(**json.loads(row[0]))
-        return ScanResult(
-            pairs=tuple(pairs),
-            groups=groups,
-            errors=errors,
-            stats=stats,
-            min_similarity=cut,
-            review_min_similarity=float(settings["review_min_similarity"]),  # type: ignore[arg-type]
-            keep=str(settings["keep"]),
-            model=store.model_id,
-            index=store.path,
-        )
-    finally:
-        if store is not index:
-            store.close()
-
-
-def regroup(index: Index, min_similarity: float, keep: str | None = None) -> list[GroupPlan]:
-    """Groups at another cut-off, from the stored pairs (for a review slider); not stored.
-
-    Cut-offs below the scan's review cut-off see no more pairs than it stored.
-    User marks (not-duplicate pairs, chosen keepers) are respected as in a scan.
-    """
-    policy = keep or str(index.settings().get("keep", "largest"))
-    return build_groups(
-        _candidates(index),
-        index.pairs(),
-        min_similarity=min_similarity,
-        keep=policy,
-        not_duplicates=index.not_duplicate_marks(),
-        keep_marks=index.keep_marks(),
     )
