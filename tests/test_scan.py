@@ -388,3 +388,26 @@ def test_another_process_holding_the_index_blocks_a_scan(photos: Path, tmp_path:
     finally:
         holder.communicate("")
     assert scan_folder([photos], index, model=content_model(), workers=1).groups
+
+
+def test_a_file_vanishing_before_decoding_does_not_lose_its_identical_copy(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.scan import run
+
+    first, second = photos / "a_twin.png", photos / "z_twin.png"
+    shutil.copyfile(photos / "original_3.png", first)
+    shutil.copyfile(photos / "original_3.png", second)
+    real = run.embed_paths
+
+    def vanishing(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(first) in map(str, paths):
+            first.unlink()  # deleted between the walk and the decoding
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(run, "embed_paths", vanishing)
+    result = scan_folder([photos], tmp_path / "idx", model=content_model(), workers=1)
+    errors = {e.path.name: e.reason for e in result.errors}
+    assert errors["a_twin.png"] == "file not found"
+    group = next(g for g in result.groups if "original_3.png" in {m.path.name for m in g.members})
+    assert "z_twin.png" in {m.path.name for m in group.members}
