@@ -411,3 +411,33 @@ def test_a_file_vanishing_before_decoding_does_not_lose_its_identical_copy(
     assert errors["a_twin.png"] == "file not found"
     group = next(g for g in result.groups if "original_3.png" in {m.path.name for m in g.members})
     assert "z_twin.png" in {m.path.name for m in group.members}
+
+
+def test_a_reader_sees_whole_results_while_a_scan_writes(photos: Path, tmp_path: Path) -> None:
+    import threading
+
+    model = content_model()
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=model, workers=1)
+    for k in range(30):
+        make_picture(300 + k).save(photos / f"extra_{k}.png")
+    stop, seen, failures = threading.Event(), [], []
+
+    def read_loop() -> None:
+        while not stop.is_set():
+            try:
+                result = read_result(index)
+                seen.append(len(result.groups))
+                assert all(g.keep == g.members[0].path for g in result.groups)
+            except Exception as exc:  # reported below: any failure fails the test
+                failures.append(exc)
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    try:
+        second = scan_folder([photos], index, model=model, batch_size=4, workers=1)
+    finally:
+        stop.set()
+        reader.join()
+    assert failures == []
+    assert seen and set(seen) <= {len(first.groups), len(second.groups)}

@@ -120,6 +120,18 @@ class Index:
             raise
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that see one committed state, even while a scan commits."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
     # -- meta --------------------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
@@ -277,22 +289,23 @@ class Index:
 
         Members come keeper first, then by similarity to the keeper.
         """
-        heads = self.conn.execute(
-            "SELECT id, keep, keep_by FROM groups ORDER BY rank LIMIT ? OFFSET ?",
-            (-1 if limit is None else limit, offset),
-        ).fetchall()
-        members: dict[int, list[tuple[int, float, str]]] = {int(g[0]): [] for g in heads}
-        ids = list(members)
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                "SELECT m.group_id, m.file_id, m.similarity_to_keep, f.path FROM members m "
-                f"JOIN files f ON f.id = m.file_id WHERE m.group_id IN ({marks})",
-                chunk,
-            )
-            for gid, fid, similarity, path in rows:
-                members[int(gid)].append((int(fid), float(similarity), str(path)))
+        with self.snapshot() as conn:
+            heads = conn.execute(
+                "SELECT id, keep, keep_by FROM groups ORDER BY rank LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
+            ).fetchall()
+            members: dict[int, list[tuple[int, float, str]]] = {int(g[0]): [] for g in heads}
+            ids = list(members)
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT m.group_id, m.file_id, m.similarity_to_keep, f.path FROM members m "
+                    f"JOIN files f ON f.id = m.file_id WHERE m.group_id IN ({marks})",
+                    chunk,
+                )
+                for gid, fid, similarity, path in rows:
+                    members[int(gid)].append((int(fid), float(similarity), str(path)))
         out = []
         for gid, keep, keep_by in heads:
             ordered = sorted(members[int(gid)], key=lambda m: (m[0] != keep, -m[1], m[2]))

@@ -35,50 +35,51 @@ def read_result(
     """
     store = index if isinstance(index, Index) else open_index(index)
     try:
-        settings = store.settings()
-        if not settings:
-            raise ScanError(f"{store.path}: no finished scan in this index yet")
-        cut = float(settings["min_similarity"])  # type: ignore[arg-type]
-        shown = dict(store.conn.execute("SELECT id, shown FROM files"))
-        hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
-        marked = store.not_duplicate_marks()
-        pairs = []
-        for a, b, similarity, exact in store.pairs():
-            pa, pb = sorted((shown[a], shown[b]))
-            ha, hb = hashes[a], hashes[b]
-            blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
-            duplicate = (exact or similarity >= cut) and not blocked
-            pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact))
-        groups = tuple(
-            Group(
-                Path(shown[g.keep]),
-                tuple(Member(Path(shown[f]), s) for f, s in g.members),
+        with store.snapshot():
+            settings = store.settings()
+            if not settings:
+                raise ScanError(f"{store.path}: no finished scan in this index yet")
+            cut = float(settings["min_similarity"])  # type: ignore[arg-type]
+            shown = dict(store.conn.execute("SELECT id, shown FROM files"))
+            hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
+            marked = store.not_duplicate_marks()
+            pairs = []
+            for a, b, similarity, exact in store.pairs():
+                pa, pb = sorted((shown[a], shown[b]))
+                ha, hb = hashes[a], hashes[b]
+                blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
+                duplicate = (exact or similarity >= cut) and not blocked
+                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact))
+            groups = tuple(
+                Group(
+                    Path(shown[g.keep]),
+                    tuple(Member(Path(shown[f]), s) for f, s in g.members),
+                )
+                for g in store.groups()
             )
-            for g in store.groups()
-        )
-        errors = tuple(
-            FileError(Path(s), e)
-            for s, e in store.conn.execute(
-                "SELECT shown, error FROM files WHERE error IS NOT NULL AND same_as IS NULL "
-                "ORDER BY shown"
+            errors = tuple(
+                FileError(Path(s), e)
+                for s, e in store.conn.execute(
+                    "SELECT shown, error FROM files WHERE error IS NOT NULL AND same_as IS NULL "
+                    "ORDER BY shown"
+                )
             )
-        )
-        if stats is None:
-            row = store.conn.execute(
-                "SELECT stats FROM scans WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            stats = ScanStats(**json.loads(row[0]))
-        return ScanResult(
-            pairs=tuple(pairs),
-            groups=groups,
-            errors=errors,
-            stats=stats,
-            min_similarity=cut,
-            review_min_similarity=float(settings["review_min_similarity"]),  # type: ignore[arg-type]
-            keep=str(settings["keep"]),
-            model=store.model_id,
-            index=store.path,
-        )
+            if stats is None:
+                row = store.conn.execute(
+                    "SELECT stats FROM scans WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+                stats = ScanStats(**json.loads(row[0]))
+            return ScanResult(
+                pairs=tuple(pairs),
+                groups=groups,
+                errors=errors,
+                stats=stats,
+                min_similarity=cut,
+                review_min_similarity=float(settings["review_min_similarity"]),  # type: ignore[arg-type]
+                keep=str(settings["keep"]),
+                model=store.model_id,
+                index=store.path,
+            )
     finally:
         if store is not index:
             store.close()
@@ -90,12 +91,13 @@ def regroup(index: Index, min_similarity: float, keep: str | None = None) -> lis
     Cut-offs below the scan's review cut-off see no more pairs than it stored.
     User marks (not-duplicate pairs, chosen keepers) are respected as in a scan.
     """
-    policy = keep or str(index.settings().get("keep", "largest"))
-    return build_groups(
-        candidates(index),
-        index.pairs(),
-        min_similarity=min_similarity,
-        keep=policy,
-        not_duplicates=index.not_duplicate_marks(),
-        keep_marks=index.keep_marks(),
-    )
+    with index.snapshot():
+        policy = keep or str(index.settings().get("keep", "largest"))
+        return build_groups(
+            candidates(index),
+            index.pairs(),
+            min_similarity=min_similarity,
+            keep=policy,
+            not_duplicates=index.not_duplicate_marks(),
+            keep_marks=index.keep_marks(),
+        )
