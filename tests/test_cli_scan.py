@@ -308,3 +308,18 @@ def test_a_scan_killed_with_sigkill_resumes_to_the_same_result(
     assert doc["stats"]["files"] == clean["stats"]["files"] == total
     if stage == "embed":
         assert embedded_before > 0  # work done before the kill was kept, not redone
+
+
+@pytest.mark.slow
+def test_demo_with_the_bundled_model_groups_only_copies_of_one_photo(tmp_path: Path) -> None:
+    from lookalike.report import scan_payload
+    from lookalike.scan import read_result
+
+    folder = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(folder)])
+    assert result.exit_code == 0, result.output
+    doc = scan_payload(read_result(folder / "demo.lookalike"))
+    stems = [{Path(m["path"]).stem.split("_")[0] for m in g["members"]} for g in doc["groups"]]
+    assert all(len(s) == 1 for s in stems), stems  # no group mixes two photos
+    assert {"coffee"} in stems  # the byte-identical copy at least
+    assert len(stems) >= 2  # and some edited copies

@@ -17,7 +17,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEMO_EDITS: dict[str, tuple[str, ...]] = {
     "astronaut.jpg": ("jpeg", "resize"),
     "chelsea.jpg": ("blur", "saturation"),
-    "coffee.jpg": ("noise",),
+    "coffee.jpg": ("resize",),
     "rocket.jpg": ("overlay", "jpeg"),
     "camera.jpg": (),
 }
@@ -51,6 +51,7 @@ def write_demo_folder(folder: str | os.PathLike[str]) -> Path:
             picture = opened.convert("RGB")
         for number, family in enumerate(families):
             edited = apply_edit(picture, family, seed=number, strength=0.5)
-            edited.save(photos / "edited" / f"{Path(name).stem}_{family}.jpg", quality=90)
+            # Saved a little more compressed than the originals, as copies passed around are.
+            edited.save(photos / "edited" / f"{Path(name).stem}_{family}.jpg", quality=75)
     shutil.copyfile(SAMPLES / EXACT_COPY, photos / "backup" / EXACT_COPY)
     return photos
