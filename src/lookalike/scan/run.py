@@ -160,6 +160,7 @@ def scan_folder(
             iter_found(roots, listed, root_ids, include_hidden),
             on_batch=lambda files, _h: progress(ScanProgress("walk", files)),
         )
+        progress(ScanProgress("walk", walked.files, walked.files))
         same_file = link_same_files(store, scan_id)
         embedded = _embed_new(store, scan_id, model, progress, batch_size, workers)
         pairs = _search(store, scan_id, model, review, progress)
