@@ -85,3 +85,9 @@ def test_model_refine_raises_a_verified_copy(tiny_model) -> None:  # type: ignor
     assert fused[1] == pytest.approx(0.8, abs=0.02)
     unchanged = tiny_model.refine(lambda n: images[n], pairs, np.array([0.8, 0.8]))
     assert np.allclose(unchanged, 0.8)
+
+
+def test_verdict_is_deterministic() -> None:
+    a = extract_keypoints(_photo(11), CONFIG)
+    b = extract_keypoints(apply_edit(_photo(11), "angle", seed=2, strength=0.8), CONFIG)
+    assert len({count_inliers(a, b, CONFIG) for _ in range(5)}) == 1

@@ -318,7 +318,7 @@ def calibrate_model(
     recall = result.metrics.recall_at_p999 if strict else result.metrics.recall_at_p99
     cut = float(found) if np.isfinite(found) else 1.0
     calibration = Calibration(
-        min_similarity=round(cut, 6),
+        min_similarity=cut,
         method=(
             f"lowest cut-off with pair precision >= {target_precision} on a calibration set "
             f"({len(truth.originals)} originals, {len(truth.distractors)} distractors); "
