@@ -441,3 +441,44 @@ def test_a_reader_sees_whole_results_while_a_scan_writes(photos: Path, tmp_path:
         reader.join()
     assert failures == []
     assert seen and set(seen) <= {len(first.groups), len(second.groups)}
+
+
+def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
+    photos: Path, tmp_path: Path, synthetic_folder: SyntheticFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from lookalike.verify import VerifyConfig
+
+    model = replace(content_model(), verify=VerifyConfig(candidate_min_similarity=0.7))
+    calls: list[int] = []
+    real_refine = type(model).refine
+
+    def counting(self, load, pairs, similarities, threads=None):  # type: ignore[no-untyped-def]
+        calls.append(len(pairs))
+        return real_refine(self, load, pairs, similarities, threads)
+
+    monkeypatch.setattr(type(model), "refine", counting)
+    index = tmp_path / "idx"
+    result = scan_folder([photos], index, model=model, workers=1)
+    # With local-feature verification the crops join their originals (the CNN alone
+    # scores them 0.75-0.87), and no group mixes two pictures.
+    expected = {
+        frozenset(
+            [original.name]
+            + [
+                copy.name
+                for copy, (source, family) in synthetic_folder.edits.items()
+                if source == original and family in ("jpeg", "resize", "lightness", "crop")
+            ]
+        )
+        for original in synthetic_folder.originals
+    }
+    assert _groups(result) == expected
+    assert sum(calls) > 0
+    with open_index(index) as store:
+        assert len(store.verified()) == sum(calls)
+    calls.clear()
+    again = scan_folder([photos], index, model=model, workers=1)
+    assert calls == []  # every verified score came from the index
+    assert _groups(again) == expected

@@ -64,6 +64,7 @@ _STAGES = {
     "walk": "finding files",
     "embed": "embedding images",
     "search": "searching pairs",
+    "verify": "verifying pairs",
     "group": "grouping",
 }
 

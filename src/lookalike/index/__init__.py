@@ -5,7 +5,14 @@
 """
 
 from lookalike.index.schema import SCHEMA_VERSION, IndexSchemaError, ModelMismatch
-from lookalike.index.search import EXACT_LIMIT, Neighbours, build_search, find_pairs, nearest
+from lookalike.index.search import (
+    EXACT_LIMIT,
+    Neighbours,
+    build_search,
+    find_pairs,
+    nearest,
+    nearest_pairs,
+)
 from lookalike.index.store import FileRow, GroupRow, Index, RootRow, build_index, open_index
 
 __all__ = [
@@ -22,5 +29,6 @@ __all__ = [
     "build_search",
     "find_pairs",
     "nearest",
+    "nearest_pairs",
     "open_index",
 ]

@@ -41,6 +41,12 @@ CREATE INDEX files_hash ON files(hash);
 CREATE INDEX files_seen ON files(seen);
 CREATE INDEX files_inode ON files(dev, inode);
 CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE verified (             -- similarity after geometric verification, per contents
+    hash_a TEXT NOT NULL,
+    hash_b TEXT NOT NULL,
+    similarity REAL NOT NULL,
+    PRIMARY KEY (hash_a, hash_b)
+) WITHOUT ROWID;
 CREATE TABLE pairs (
     a INTEGER NOT NULL,
     b INTEGER NOT NULL,

@@ -88,19 +88,20 @@ def find_pairs(
     nlist: int | None = None,
     nprobe: int = DEFAULT_NPROBE,
     batch: int = 8192,
+    search: faiss.Index | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Neighbours:
     """Every pair of rows whose cosine is at least `min_cosine` (approximately, when large).
 
     Each row is a query against all rows (range search), and a pair found from either
-    side counts once. `on_progress(done, total)` follows the queries.
+    side counts once. `search` reuses an index from `build_search` over the same
+    vectors. `on_progress(done, total)` follows the queries.
     """
     x = _as_matrix(vectors)
     n = len(x)
     if n < 2:
-        empty = np.zeros(0, dtype=np.int64)
-        return Neighbours(empty, empty, np.zeros(0, dtype=np.float32), True)
-    index = build_search(x, exact_limit=exact_limit, nlist=nlist, nprobe=nprobe)
+        return _no_pairs()
+    index = search or build_search(x, exact_limit=exact_limit, nlist=nlist, nprobe=nprobe)
     radius = float(min_cosine) - _SLACK
     found_i: list[np.ndarray] = []
     found_j: list[np.ndarray] = []
@@ -117,10 +118,53 @@ def find_pairs(
         found_c.append(scores[keep].astype(np.float32))
         if on_progress:
             on_progress(stop, n)
+    return _unique_pairs(found_i, found_j, found_c, n, isinstance(index, faiss.IndexFlat))
+
+
+def _no_pairs() -> Neighbours:
+    empty = np.zeros(0, dtype=np.int64)
+    return Neighbours(empty, empty, np.zeros(0, dtype=np.float32), True)
+
+
+def _unique_pairs(
+    found_i: list[np.ndarray],
+    found_j: list[np.ndarray],
+    found_c: list[np.ndarray],
+    n: int,
+    exact: bool,
+) -> Neighbours:
     i, j, c = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_c)
-    key = i * n + j
-    _, first = np.unique(key, return_index=True)
-    return Neighbours(i[first], j[first], c[first], isinstance(index, faiss.IndexFlat))
+    _, first = np.unique(i * n + j, return_index=True)
+    return Neighbours(i[first], j[first], c[first], exact)
+
+
+def nearest_pairs(
+    vectors: np.ndarray,
+    k: int,
+    *,
+    search: faiss.Index | None = None,
+    batch: int = 8192,
+) -> Neighbours:
+    """Each row with its k nearest other rows, as pairs i < j (each pair once)."""
+    x = _as_matrix(vectors)
+    n = len(x)
+    k = min(k, n - 1)
+    if k < 1:
+        return _no_pairs()
+    index = search or build_search(x)
+    found_i: list[np.ndarray] = []
+    found_j: list[np.ndarray] = []
+    found_c: list[np.ndarray] = []
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        scores, ids = index.search(x[start:stop], k + 1)
+        rows = np.repeat(np.arange(start, stop, dtype=np.int64), k + 1)
+        ids, scores = ids.astype(np.int64).ravel(), scores.ravel()
+        keep = (ids >= 0) & (ids != rows)
+        found_i.append(np.minimum(rows, ids)[keep])
+        found_j.append(np.maximum(rows, ids)[keep])
+        found_c.append(scores[keep].astype(np.float32))
+    return _unique_pairs(found_i, found_j, found_c, n, isinstance(index, faiss.IndexFlat))
 
 
 def nearest(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

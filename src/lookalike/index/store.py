@@ -181,7 +181,7 @@ class Index:
         with self.transaction() as conn:
             dropped = stored is not None and stored != current
             if dropped:
-                for table in ("embeddings", "pairs", "members", "groups"):
+                for table in ("embeddings", "verified", "pairs", "members", "groups"):
                     conn.execute(f"DELETE FROM {table}")
             self.set_meta(
                 conn,
@@ -272,6 +272,19 @@ class Index:
         hashes = [h for h, _ in rows]
         vectors = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32)
         return hashes, vectors.reshape(len(rows), -1).copy()
+
+    def verified(self) -> dict[tuple[str, str], float]:
+        """Similarities after geometric verification, by sorted content-hash pair."""
+        rows = self.conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
+        return {(a, b): float(s) for a, b, s in rows}
+
+    def store_verified(self, scores: Iterable[tuple[str, str, float]]) -> None:
+        """Remember verified similarities (hash pairs in any order) for later scans."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity) VALUES (?, ?, ?)",
+                [(min(a, b), max(a, b), s) for a, b, s in scores],
+            )
 
     # -- pairs, groups and review marks --------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.index import Index, IndexSchemaError, find_pairs, open_index
+from lookalike.index import Index, IndexSchemaError, open_index
 from lookalike.model import Model, load_model
 from lookalike.records import (
     FileError,
@@ -22,6 +22,7 @@ from lookalike.records import (
     ScanProgress,
 )
 from lookalike.scan.groups import Candidate, build_groups
+from lookalike.scan.pairs import file_loader, pair_scores
 from lookalike.scan.run import resolve_thresholds, scan_folder
 from lookalike.scan.walk import ScanError
 
@@ -29,6 +30,7 @@ from lookalike.scan.walk import ScanError
 @dataclass(frozen=True)
 class _Image:
     shown: str
+    path: Path
     split: str
     label: str | None
     hash: str
@@ -58,7 +60,13 @@ def _label(path: Path, root: Path | None) -> str | None:
 def _images(store: Index, split: str) -> list[_Image]:
     roots = {r.id: r.path for r in store.roots()}
     return [
-        _Image(row.shown, split, _label(row.path, roots.get(row.root_id or -1)), row.hash or "")
+        _Image(
+            row.shown,
+            row.path,
+            split,
+            _label(row.path, roots.get(row.root_id or -1)),
+            row.hash or "",
+        )
         for row in store.files("error IS NULL AND same_as IS NULL AND hash IS NOT NULL")
     ]
 
@@ -147,11 +155,12 @@ def _report(
         pairs.extend((a, b, 1.0, True) for n, a in enumerate(ids) for b in ids[n + 1 :])
     if len(hashes) > 1:
         vectors = np.stack([hash_vectors[h] for h in hashes])
-        found = find_pairs(vectors, 2.0 * cut - 1.0)
-        scores = model.similarity(vectors[found.i], vectors[found.j]).tolist()
-        for i, j, score in zip(found.i.tolist(), found.j.tolist(), scores, strict=True):
+        path_of = {image.hash: str(image.path) for image in reversed(images)}
+        side = model.verify.side if model.verify else 0
+        scores = pair_scores(model, vectors, cut, file_loader([path_of[h] for h in hashes], side))
+        for (i, j), score in scores.items():
             ha, hb = hashes[i], hashes[j]
-            if score < cut or (min(ha, hb), max(ha, hb)) in marked:
+            if (min(ha, hb), max(ha, hb)) in marked:
                 continue
             pairs.extend((a, b, float(score), False) for a in by_hash[ha] for b in by_hash[hb])
 

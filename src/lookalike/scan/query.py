@@ -6,9 +6,12 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from lookalike.index import nearest, open_index
 from lookalike.model import Model, load_model
 from lookalike.records import Pair
+from lookalike.scan.pairs import file_loader
 from lookalike.scan.run import resolve_thresholds
 from lookalike.scan.walk import content_hash
 
@@ -41,14 +44,25 @@ def find_lookalikes(
         hashes, vectors = store.embedded_vectors()
         rows, _ = nearest(vectors, query, k)
         files: dict[str, list[str]] = defaultdict(list)
+        paths: dict[str, str] = {}
         wanted = [hashes[r] for r in rows.tolist()]
         marks = ",".join("?" * len(wanted))
         for row in store.files(f"error IS NULL AND same_as IS NULL AND hash IN ({marks})", wanted):
             files[row.hash or ""].append(row.shown)
+            paths.setdefault(row.hash or "", str(row.path))
     own = content_hash(image)
-    scores = model.similarity(vectors[rows], query[None, :]).tolist() if len(rows) else []
+    scores = model.similarity(vectors[rows], query[None, :]) if len(rows) else np.zeros(0)
+    if model.verify is not None and len(scores):
+        # Score the ambiguous ones as a scan does: after geometric verification.
+        load = file_loader([str(image)] + [paths[h] for h in wanted], model.verify.side)
+        ambiguous = [
+            n for n, s in enumerate(scores.tolist()) if model.verify.is_candidate(s) and s < 1.0
+        ]
+        pairs = np.array([[0, n + 1] for n in ambiguous], dtype=np.int64).reshape(-1, 2)
+        scores[ambiguous] = model.refine(load, pairs, scores[ambiguous])
+    order = sorted(range(len(wanted)), key=lambda n: (-scores[n], wanted[n]))
     out: list[Pair] = []
-    for digest, score in zip(wanted, scores, strict=True):
+    for digest, score in ((wanted[n], float(scores[n])) for n in order):
         exact = digest == own
         similarity = 1.0 if exact else float(score)
         for shown in files[digest]:

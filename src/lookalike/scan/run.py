@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.embed import embed_paths
-from lookalike.index import Index, build_index, find_pairs
+from lookalike.index import Index, build_index
 from lookalike.model import Model, load_model
 from lookalike.records import ScanProgress, ScanResult, ScanStats
 from lookalike.scan.groups import KEEP_POLICIES, build_groups
+from lookalike.scan.pairs import file_loader, pair_scores
 from lookalike.scan.stored import candidates, read_result
 from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roots, walk_into
 
@@ -180,6 +181,10 @@ def scan_folder(
                 "DELETE FROM embeddings WHERE hash NOT IN "
                 "(SELECT hash FROM files WHERE hash IS NOT NULL)"
             )
+            conn.execute(
+                "DELETE FROM verified WHERE hash_a NOT IN (SELECT hash FROM embeddings) "
+                "OR hash_b NOT IN (SELECT hash FROM embeddings)"
+            )
             keep_ids = ",".join(str(i) for i in root_ids) or "-1"
             conn.execute(f"DELETE FROM roots WHERE id NOT IN ({keep_ids})")
             store.store_results(conn, pairs, ((g.keep, g.keep_by, g.members) for g in plans))
@@ -274,14 +279,20 @@ def _search(
     review: float,
     progress: Callable[[ScanProgress], None],
 ) -> list[tuple[int, int, float, bool]]:
-    """Every pair of this scan's readable files at or above the review cut-off (by file id)."""
+    """Every pair of this scan's readable files at or above the review cut-off (by file id).
+
+    Pairs of distinct contents are scored by the model; with a verify config, each
+    content's ambiguous nearest neighbours are scored after geometric verification.
+    """
     files_by_hash: dict[str, list[int]] = defaultdict(list)
-    for fid, digest in store.conn.execute(
-        "SELECT id, hash FROM files WHERE seen = ? AND error IS NULL AND same_as IS NULL "
+    path_of: dict[str, str] = {}
+    for fid, digest, path in store.conn.execute(
+        "SELECT id, hash, path FROM files WHERE seen = ? AND error IS NULL AND same_as IS NULL "
         "AND hash IN (SELECT hash FROM embeddings) ORDER BY id",
         (scan_id,),
     ):
         files_by_hash[digest].append(int(fid))
+        path_of.setdefault(digest, path)
     hashes = sorted(files_by_hash)
     pairs: list[tuple[int, int, float, bool]] = []
     for ids in files_by_hash.values():  # byte-identical files: similarity 1 by definition
@@ -289,21 +300,33 @@ def _search(
     if len(hashes) < 2:
         return pairs
     vectors = store.vectors(hashes)
-    total = len(hashes)
-    progress(ScanProgress("search", 0, total))
-    found = find_pairs(
+    known = store.verified()
+    row = {h: n for n, h in enumerate(hashes)}
+    reuse = {
+        (min(row[a], row[b]), max(row[a], row[b])): score
+        for (a, b), score in known.items()
+        if a in row and b in row
+    }
+
+    def remember(rows: np.ndarray, fused: np.ndarray) -> None:
+        store.store_verified(
+            (hashes[i], hashes[j], float(s)) for (i, j), s in zip(rows.tolist(), fused, strict=True)
+        )
+
+    side = model.verify.side if model.verify else 0
+    scores = pair_scores(
+        model,
         vectors,
-        2.0 * review - 1.0,
-        on_progress=lambda done, _n: progress(ScanProgress("search", done, total)),
+        review,
+        file_loader([path_of[h] for h in hashes], side),
+        reuse=reuse,
+        on_verified=remember,
+        on_progress=lambda stage, done, total: progress(ScanProgress(stage, done, total)),
     )
-    if len(found):
-        scores = model.similarity(vectors[found.i], vectors[found.j])
-        for i, j, score in zip(found.i.tolist(), found.j.tolist(), scores.tolist(), strict=True):
-            if score < review:
-                continue
-            for a in files_by_hash[hashes[i]]:
-                for b in files_by_hash[hashes[j]]:
-                    pairs.append((min(a, b), max(a, b), float(score), False))
+    for (i, j), score in scores.items():
+        for a in files_by_hash[hashes[i]]:
+            for b in files_by_hash[hashes[j]]:
+                pairs.append((min(a, b), max(a, b), float(score), False))
     return pairs
 
 
