@@ -49,6 +49,19 @@ def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
         return Prepared(index, None, error=f"unexpected decoder failure ({type(exc).__name__})")
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the process that started it dies (even kill -9)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers end when their pipe closes
+        pass
+
+
 def _prepare_chunk(items: list[tuple[int, str]], preprocess: Preprocess) -> list[Prepared]:
     return [prepare_file(i, p, preprocess) for i, p in items]
 
@@ -75,7 +88,9 @@ def _prepared_stream(
     # from notebooks and `python -` where spawn cannot re-import __main__.
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     ahead = workers * 3
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent
+    ) as pool:
         pending: list[Future[list[Prepared]]] = []
         for part in chunks:
             pending.append(pool.submit(_prepare_chunk, part, preprocess))

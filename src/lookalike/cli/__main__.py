@@ -1,0 +1,5 @@
+"""`python -m lookalike.cli` runs the command line."""
+
+from lookalike.cli import app
+
+app()
