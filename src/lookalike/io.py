@@ -35,8 +35,11 @@ IMAGE_EXTENSIONS = frozenset(
 )
 """File name extensions treated as images when walking folders (compared lower-cased)."""
 
-MAX_PIXELS = 200_000_000
-"""Images declaring more pixels than this are refused (decompression-bomb guard)."""
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+"""Images declaring more pixels than this (about 179 million) are refused, before decoding.
+
+PIL's own hard limit; its warning at half that is ignored, so 100-megapixel photos load.
+"""
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -120,7 +123,7 @@ def open_image(
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width < 1 or height < 1:
@@ -153,7 +156,7 @@ def open_image(
     except UnidentifiedImageError:
         reason = "empty file" if _is_empty(path) else "not an image, or a format PIL cannot read"
         raise UnreadableImage(path, reason) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise UnreadableImage(path, "image is too large (decompression-bomb guard)") from None
     except OSError as exc:
         raise UnreadableImage(path, f"corrupt or truncated image ({exc})") from None
@@ -186,10 +189,11 @@ def is_image_name(path: Path) -> bool:
 def iter_image_files(
     roots: Iterable[str | os.PathLike[str]], *, include_hidden: bool = False
 ) -> Iterator[Path]:
-    """Yield image files under each root, recursively, sorted, each real file once.
+    """Yield image files under each root, recursively, in sorted order.
 
-    Symbolic links to folders are not followed (no loops); hidden files and folders are
-    skipped unless `include_hidden`; a root that is a file is yielded as is.
+    Symbolic links to folders are not followed (no loops), links to files are yielded like
+    files; hidden files and folders are skipped unless `include_hidden`; a root that is a
+    file is yielded as is.
     """
     for root in roots:
         root = Path(root)
