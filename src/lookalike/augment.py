@@ -52,8 +52,8 @@ def _crop(image: Image.Image, rng: np.random.Generator, strength: float) -> Imag
     w, h = image.size
     keep = _lerp(0.9, 0.55, strength)
     aspect = float(np.exp(rng.uniform(-0.25, 0.25)))
-    cw = max(8, min(w, round(w * keep * np.sqrt(aspect))))
-    ch = max(8, min(h, round(h * keep / np.sqrt(aspect))))
+    cw = min(w, max(8, round(w * keep * np.sqrt(aspect))))
+    ch = min(h, max(8, round(h * keep / np.sqrt(aspect))))
     x = int(rng.integers(0, w - cw + 1))
     y = int(rng.integers(0, h - ch + 1))
     return image.crop((x, y, x + cw, y + ch))
@@ -82,7 +82,8 @@ def _rotation(image: Image.Image, rng: np.random.Generator, strength: float) -> 
 
 def _pixelate(image: Image.Image, rng: np.random.Generator, strength: float) -> Image.Image:
     w, h = image.size
-    block = _lerp(max(w, h) / 128, max(w, h) / 40, strength)
+    # At least 2 px blocks, so a small picture is pixelated too.
+    block = max(2.0, _lerp(max(w, h) / 128, max(w, h) / 40, strength))
     small = (max(2, round(w / block)), max(2, round(h / block)))
     return image.resize(small, Image.Resampling.BOX).resize((w, h), Image.Resampling.NEAREST)
 
@@ -171,11 +172,11 @@ def _overlay(image: Image.Image, rng: np.random.Generator, strength: float) -> I
             size = max(8, round(rng.uniform(0.06, 0.16) * h))
             text = _WORDS[int(rng.integers(0, len(_WORDS)))]
             font = ImageFont.load_default(size=size)
-            x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-            x = int(rng.integers(0, max(1, w - (x1 - x0))))
-            y = int(rng.integers(0, max(1, h - (y1 - y0))))
+            x0, y0, x1, y1 = (round(v) for v in draw.textbbox((0, 0), text, font=font))
+            tx = int(rng.integers(0, max(1, w - (x1 - x0))))
+            ty = int(rng.integers(0, max(1, h - (y1 - y0))))
             draw.text(
-                (x, y),
+                (tx, ty),
                 text,
                 fill=_random_colour(rng),
                 font=font,
@@ -186,13 +187,13 @@ def _overlay(image: Image.Image, rng: np.random.Generator, strength: float) -> I
         else:
             bw = rng.uniform(0.08, 0.3) * w
             bh = rng.uniform(0.08, 0.3) * h
-            x = rng.uniform(0, w - bw)
-            y = rng.uniform(0, h - bh)
+            bx = rng.uniform(0, w - bw)
+            by = rng.uniform(0, h - bh)
             if kind == 1:
-                draw.rectangle((x, y, x + bw, y + bh), fill=_random_colour(rng))
+                draw.rectangle((bx, by, bx + bw, by + bh), fill=_random_colour(rng))
             else:
                 draw.ellipse(
-                    (x, y, x + bw, y + bh),
+                    (bx, by, bx + bw, by + bh),
                     fill=_random_colour(rng),
                     outline=_random_colour(rng),
                     width=max(1, round(bw / 10)),
