@@ -83,7 +83,9 @@ def test_every_family_changes_the_picture_and_keeps_a_valid_size(
 def test_same_seed_same_edit(family: str) -> None:
     original = picture()
     for seed in (0, 7, 123456):
-        assert same(apply_edit(original, family, seed=seed), apply_edit(original, family, seed=seed))
+        assert same(
+            apply_edit(original, family, seed=seed), apply_edit(original, family, seed=seed)
+        )
     assert same(
         apply_edit(original, family, seed=3, strength=0.4),
         apply_edit(original, family, seed=3, strength=0.4),
