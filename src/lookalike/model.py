@@ -210,10 +210,21 @@ class Model:
         self.encoder.eval()
         self.encoder.to(memory_format=torch.channels_last)
         self._fast: Encoder | None = None
+        self._fast_key: tuple[tuple[int, int], ...] = ()
+
+    def _weights_key(self) -> tuple[tuple[int, int], ...]:
+        """Changes whenever a weight or statistic is replaced or modified in place."""
+        tensors = self.encoder.state_dict(keep_vars=True).values()
+        return tuple((id(t), t._version) for t in tensors)
 
     def _inference_encoder(self) -> Encoder:
-        """A copy with batch norm folded into the convolutions (same outputs, faster)."""
-        if self._fast is None:
+        """A copy with batch norm folded into the convolutions (same outputs, faster).
+
+        Rebuilt when the encoder's weights change (during training, validation embeds
+        with the model being trained).
+        """
+        key = self._weights_key()
+        if self._fast is None or key != self._fast_key:
             fast = copy.deepcopy(self.encoder).eval()
             for module in fast.modules():
                 if (
@@ -225,6 +236,7 @@ class Model:
                     module[0] = fuse_conv_bn_eval(module[0], module[1])
                     module[1] = nn.Identity()
             self._fast = fast.to(memory_format=torch.channels_last)
+            self._fast_key = key
         return self._fast
 
     @property

@@ -1,0 +1,343 @@
+"""The Siamese model: embeddings, the similarity scale, checkpoints, the bundled model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lookalike.model as model_module
+from conftest import TINY_ENCODER, TINY_PREPROCESS, SyntheticFolder
+from lookalike.io import UnreadableImage, load_image
+from lookalike.model import (
+    CHECKPOINT_FORMAT,
+    Calibration,
+    CheckpointError,
+    Model,
+    fingerprint,
+    load_model,
+    load_prepared,
+    new_model,
+    prepare_image,
+    read_checkpoint,
+    save_model,
+    similarity_from_cosine,
+    to_tensor,
+)
+from lookalike.records import Comparison
+
+
+@pytest.fixture(scope="module")
+def files(synthetic_folder: SyntheticFolder) -> list[Path]:
+    return [*synthetic_folder.originals, *synthetic_folder.edits, *synthetic_folder.unrelated]
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def test_embeddings_are_unit_norm_and_finite(tiny_model: Model, files: list[Path]) -> None:
+    vectors = tiny_model.embed(files)
+    assert vectors.shape == (len(files), TINY_ENCODER.embed_dim)
+    assert vectors.dtype == np.float32
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_flat_and_extreme_pictures_embed_finitely(tiny_model: Model) -> None:
+    images = [
+        Image.new("RGB", (64, 64), (0, 0, 0)),
+        Image.new("RGB", (64, 64), (255, 255, 255)),
+        Image.new("RGB", (1, 1), (10, 200, 30)),
+        Image.new("RGB", (3000, 2), (120, 0, 0)),
+    ]
+    vectors = tiny_model.embed_images(images)
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_does_not_depend_on_the_batch(tiny_model: Model, files: list[Path]) -> None:
+    together = tiny_model.embed(files, batch_size=5)
+    alone = np.concatenate([tiny_model.embed([f]) for f in files[:4]])
+    np.testing.assert_allclose(together[:4], alone, atol=1e-5)
+    np.testing.assert_allclose(tiny_model.embed(files, batch_size=64), together, atol=1e-5)
+
+
+def test_embed_images_and_arrays_agree_with_embed(tiny_model: Model, files: list[Path]) -> None:
+    pre = tiny_model.preprocess
+    from_files = tiny_model.embed(files[:3])
+    images = [load_image(f, min_side=pre.input_size) for f in files[:3]]
+    np.testing.assert_allclose(tiny_model.embed_images(images), from_files, atol=1e-6)
+    arrays = np.stack([load_prepared(f, pre) for f in files[:3]])
+    assert arrays.shape == (3, pre.input_size, pre.input_size, 3) and arrays.dtype == np.uint8
+    np.testing.assert_allclose(tiny_model.embed_arrays(arrays), from_files, atol=1e-6)
+
+
+def test_empty_inputs_give_empty_arrays(tiny_model: Model) -> None:
+    dim = TINY_ENCODER.embed_dim
+    assert tiny_model.embed([]).shape == (0, dim)
+    assert tiny_model.embed_images([]).shape == (0, dim)
+
+
+def test_embed_raises_unreadable_image(
+    tiny_model: Model, synthetic_folder: SyntheticFolder
+) -> None:
+    with pytest.raises(UnreadableImage) as info:
+        tiny_model.embed([synthetic_folder.originals[0], synthetic_folder.corrupt])
+    assert info.value.path == synthetic_folder.corrupt
+
+
+def test_folded_batch_norm_gives_the_training_graph_outputs(files: list[Path]) -> None:
+    """Inference folds batch norm into the convolutions; outputs must not change."""
+    model = new_model(TINY_ENCODER, TINY_PREPROCESS, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            count = module.num_features
+            module.running_mean.copy_(torch.randn(count, generator=generator) * 0.3)
+            module.running_var.copy_(torch.rand(count, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(count, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(count, generator=generator) * 0.2)
+    arrays = np.stack([load_prepared(f, model.preprocess) for f in files[:6]])
+    with torch.no_grad():
+        reference = model.encoder.eval()(to_tensor(arrays, model.preprocess)).numpy()
+    np.testing.assert_allclose(model.embed_arrays(arrays), reference, atol=1e-4)
+
+
+def test_embeddings_follow_weight_changes(files: list[Path]) -> None:
+    """Training validates with the model it is training: no stale cached encoder."""
+    model = new_model(TINY_ENCODER, TINY_PREPROCESS, seed=0)
+    before = model.embed(files[:3])
+    with torch.no_grad():
+        for parameter in model.encoder.parameters():
+            parameter.mul_(1.5).add_(0.01)
+    changed = model.embed(files[:3])
+    assert not np.allclose(before, changed, atol=1e-4)
+    model.encoder.load_state_dict(
+        new_model(TINY_ENCODER, TINY_PREPROCESS, seed=0).encoder.state_dict()
+    )
+    np.testing.assert_allclose(model.embed(files[:3]), before, atol=1e-6)
+
+
+def test_prepare_image_trims_a_uniform_border() -> None:
+    from conftest import make_picture
+
+    photo = make_picture(3, (120, 90))
+    canvas = Image.new("RGB", (300, 260), (250, 250, 250))
+    canvas.paste(photo, (70, 40))
+    pre = replace(TINY_PREPROCESS, input_size=32)
+    framed, bare = prepare_image(canvas, pre), prepare_image(photo, pre)
+    assert framed.shape == bare.shape == (32, 32, 3)
+    assert np.abs(framed.astype(int) - bare.astype(int)).mean() < 6
+    untrimmed = prepare_image(canvas, replace(pre, trim_borders=False))
+    assert np.abs(untrimmed.astype(int) - bare.astype(int)).mean() > 20
+
+
+# ---------------------------------------------------------------- similarity
+
+
+def test_similarity_scale() -> None:
+    assert similarity_from_cosine(1.0) == 1.0
+    assert similarity_from_cosine(0.0) == 0.5
+    assert similarity_from_cosine(-1.0) == 0.0
+    assert similarity_from_cosine(1.0000001) == 1.0  # rounding never leaves [0, 1]
+    np.testing.assert_allclose(
+        similarity_from_cosine(np.array([-1.5, -1.0, 0.2, 1.0, 1.2])), [0, 0, 0.6, 1, 1]
+    )
+
+
+def test_compare_a_file_with_itself(tiny_model: Model, files: list[Path]) -> None:
+    result = tiny_model.compare(files[0], files[0])
+    assert isinstance(result, Comparison)
+    assert result.similarity == pytest.approx(1.0, abs=1e-5)
+    assert result.duplicate
+    assert result.min_similarity == tiny_model.min_similarity
+    assert result.model == "tiny-test"
+    assert (result.a, result.b) == (files[0], files[0])
+
+
+def test_compare_uses_the_given_min_similarity(tiny_model: Model, files: list[Path]) -> None:
+    a, b = files[0], files[-1]
+    score = tiny_model.compare(a, b).similarity
+    assert 0.0 <= score <= 1.0
+    assert tiny_model.compare(a, b, min_similarity=score).duplicate
+    assert not tiny_model.compare(a, b, min_similarity=min(1.0, score + 1e-4)).duplicate
+    assert tiny_model.compare(a, b, min_similarity=0.0).duplicate
+    stricter = tiny_model.with_calibration(Calibration(min_similarity=0.999, method="test"))
+    assert stricter.compare(a, b).min_similarity == 0.999
+    assert tiny_model.min_similarity == Calibration().min_similarity  # the original is unchanged
+    assert tiny_model.compare(str(a), str(b)).a == a  # str and Path both accepted
+
+
+def test_similarity_is_symmetric_and_in_range(tiny_model: Model, files: list[Path]) -> None:
+    vectors = tiny_model.embed(files)
+    forward = tiny_model.similarity(vectors[:-1], vectors[1:])
+    backward = tiny_model.similarity(vectors[1:], vectors[:-1])
+    np.testing.assert_allclose(forward, backward)
+    assert ((forward >= 0) & (forward <= 1)).all()
+    one_vs_many = tiny_model.similarity(vectors[0], vectors)
+    assert one_vs_many.shape == (len(files),)
+    assert one_vs_many[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_similarity_matrix_matches_pairwise_similarity(
+    tiny_model: Model, files: list[Path]
+) -> None:
+    vectors = tiny_model.embed(files)
+    a, b = vectors[:5], vectors[3:]
+    matrix = tiny_model.similarity_matrix(a, b)
+    assert matrix.shape == (5, len(b))
+    for i in range(len(a)):
+        for j in range(len(b)):
+            expected = tiny_model.similarity(a[i], b[j])[0]
+            assert matrix[i, j] == pytest.approx(expected, abs=1e-5)
+    assert ((matrix >= 0) & (matrix <= 1)).all()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_save_load_gives_identical_embeddings(
+    tiny_model: Model, files: list[Path], tmp_path: Path
+) -> None:
+    calibrated = tiny_model.with_calibration(
+        Calibration(0.8123, "precision >= 0.99", 0.99, positives=10, negatives=90)
+    )
+    calibrated.meta = {"note": "test"}
+    path = save_model(calibrated, tmp_path / "sub" / "model.pt")
+    assert path.is_file() and not list(tmp_path.glob("sub/*.tmp"))
+    loaded = load_model(path)
+    assert np.array_equal(loaded.embed(files), calibrated.embed(files))
+    assert loaded.encoder.config == TINY_ENCODER
+    assert loaded.preprocess == calibrated.preprocess
+    assert loaded.calibration == calibrated.calibration
+    assert loaded.min_similarity == 0.8123
+    assert loaded.model_id == "tiny-test"
+    assert loaded.meta == {"note": "test"}
+    assert fingerprint(loaded) == fingerprint(calibrated)
+    payload = read_checkpoint(path)
+    assert payload["format"] == CHECKPOINT_FORMAT
+    assert {"encoder", "preprocess", "calibration", "model_id", "state_dict"} <= set(payload)
+
+
+def test_fingerprint_follows_weights_and_preprocessing(tiny_model: Model) -> None:
+    before = fingerprint(tiny_model)
+    assert before == fingerprint(new_model(TINY_ENCODER, TINY_PREPROCESS, seed=0))
+    assert before != fingerprint(new_model(TINY_ENCODER, TINY_PREPROCESS, seed=1))
+    other_input = replace(tiny_model, preprocess=replace(TINY_PREPROCESS, input_size=96))
+    assert fingerprint(other_input) != before
+    assert fingerprint(tiny_model.with_calibration(Calibration(0.5))) == before
+    with torch.no_grad():
+        tiny_model.encoder.project.bias.add_(1e-3)
+    assert fingerprint(tiny_model) != before
+
+
+def _save_payload(path: Path, payload: object) -> Path:
+    torch.save(payload, path)
+    return path
+
+
+def test_unknown_checkpoint_format(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    payload = read_checkpoint(tiny_checkpoint)
+    path = _save_payload(tmp_path / "future.pt", {**payload, "format": CHECKPOINT_FORMAT + 1})
+    with pytest.raises(CheckpointError, match=r"format 2 is not supported.*reads format 1"):
+        load_model(path)
+
+
+def test_truncated_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    data = tiny_checkpoint.read_bytes()
+    path = tmp_path / "truncated.pt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    data = bytearray(tiny_checkpoint.read_bytes())
+    for i in range(200, len(data), 97):
+        data[i] ^= 0xFF
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_model(path)
+
+
+def test_files_that_are_not_checkpoints(synthetic_folder: SyntheticFolder, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(synthetic_folder.originals[0])
+    (tmp_path / "notes.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(tmp_path / "notes.pt")
+    other = _save_payload(tmp_path / "other.pt", {"state_dict": {}, "epoch": 3})
+    with pytest.raises(CheckpointError, match="not a lookalike checkpoint"):
+        load_model(other)
+    weights_only = _save_payload(tmp_path / "weights.pt", {"w": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match="not a lookalike checkpoint"):
+        load_model(weights_only)
+    with pytest.raises(CheckpointError, match="no checkpoint file"):
+        load_model(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint file"):
+        load_model(tmp_path)
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_architecture(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    payload = read_checkpoint(tiny_checkpoint)
+    wider = {**payload, "encoder": {**payload["encoder"], "embed_dim": 32}}
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(_save_payload(tmp_path / "mismatch.pt", wider))
+    missing = {k: v for k, v in payload.items() if k != "preprocess"}
+    with pytest.raises(CheckpointError):
+        load_model(_save_payload(tmp_path / "missing_key.pt", missing))
+
+
+def test_missing_bundled_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(model_module, "DEFAULT_CHECKPOINT", tmp_path / "nothing" / "default.pt")
+    with pytest.raises(CheckpointError, match=r"bundled default model is missing.*--model"):
+        load_model()
+
+
+def test_saving_never_leaves_a_half_written_checkpoint(
+    tiny_model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_model(tiny_model, tmp_path / "model.pt")
+    before = path.read_bytes()
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(new_model(TINY_ENCODER, TINY_PREPROCESS, seed=9), path)
+    assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- the bundled model
+
+
+@pytest.mark.slow
+def test_bundled_model_finds_edited_copies(synthetic_folder: SyntheticFolder) -> None:
+    """The shipped model: each edited copy is nearer its own original than any other image."""
+    assert model_module.DEFAULT_CHECKPOINT.is_file(), "the bundled model is missing"
+    model = load_model()
+    assert model.encoder.config.embed_dim >= 64
+    assert 0.5 < model.min_similarity < 1.0
+    originals = model.embed(synthetic_folder.originals)
+    others = model.embed(synthetic_folder.unrelated)
+    copies = list(synthetic_folder.edits)
+    edited = model.embed(copies)
+    owner = np.array(
+        [synthetic_folder.originals.index(synthetic_folder.edits[c][0]) for c in copies]
+    )
+    to_originals = model.similarity_matrix(edited, originals)
+    assert (to_originals.argmax(axis=1) == owner).all()
+    positives = to_originals[np.arange(len(copies)), owner]
+    negatives = model.similarity_matrix(originals, others)
+    assert positives.min() > negatives.max()
+    assert np.median(positives) >= model.min_similarity
+    assert (negatives < model.min_similarity).all()
