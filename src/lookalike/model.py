@@ -145,24 +145,41 @@ def similarity_from_cosine(cosine: np.ndarray | float) -> np.ndarray | float:
     )
 
 
-def _trim(arr: np.ndarray, tolerance: int) -> np.ndarray:
-    """Cut away a uniform border (a canvas around a picture); keep flat images whole."""
+def _trim_box(arr: np.ndarray, tolerance: int) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box inside a uniform border; the whole image if none."""
     h, w = arr.shape[:2]
+    whole = (0, 0, w, h)
     if h < 8 or w < 8:
-        return arr
+        return whole
     ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).astype(np.int16)
     colour = np.median(ring, axis=0)
     differs = np.abs(arr.astype(np.int16) - colour).max(axis=2) > tolerance
     rows = np.flatnonzero(differs.mean(axis=1) > 0.02)
     cols = np.flatnonzero(differs.mean(axis=0) > 0.02)
     if rows.size == 0 or cols.size == 0:
-        return arr
+        return whole
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     if (bottom - top) < 8 or (right - left) < 8:
-        return arr
+        return whole
     if (bottom - top) * (right - left) > 0.97 * h * w:
-        return arr
+        return whole
+    return int(left), int(top), int(right), int(bottom)
+
+
+def _trim(arr: np.ndarray, tolerance: int) -> np.ndarray:
+    """Cut away a uniform border (a canvas around a picture); keep flat images whole."""
+    left, top, right, bottom = _trim_box(arr, tolerance)
     return arr[top:bottom, left:right]
+
+
+def trim_box(image: Image.Image, preprocess: Preprocess) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) part of `image` that `prepare_image` squashes to input.
+
+    Explanations map the encoder's view back onto the image with it.
+    """
+    if not preprocess.trim_borders:
+        return (0, 0, image.width, image.height)
+    return _trim_box(np.asarray(image.convert("RGB")), preprocess.trim_tolerance)
 
 
 def prepare_image(image: Image.Image, preprocess: Preprocess) -> np.ndarray:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -260,3 +265,24 @@ class LeakReport:
     label_conflicts: tuple[LabelConflict, ...]
     min_similarity: float
     errors: tuple[FileError, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """Why the model scores a pair as it does: one Grad-CAM heatmap per image.
+
+    Each heatmap is float32 (height, width) of its image, in [0, 1] (1 = where the
+    similarity's gradient weighs most); `a`/`b` are the files, None for in-memory images.
+    """
+
+    a: Path | None
+    b: Path | None
+    image_a: Image.Image
+    image_b: Image.Image
+    heatmap_a: np.ndarray
+    heatmap_b: np.ndarray
+    similarity: float
+    duplicate: bool
+    min_similarity: float
+    method: str
+    model: str
