@@ -1,0 +1,316 @@
+"""Grad-CAM for a pair: which regions of each image drive the pair's similarity.
+
+>>> from lookalike import explain_pair
+>>> explanation = explain_pair("photo.jpg", "crop.jpg")
+>>> explanation.similarity, explanation.heatmap_a.shape  # (height, width) of photo.jpg
+>>> panel(explanation).save("why.png")
+
+Both images go through the shared encoder in one batch with gradients on; a *target*
+(by default the pair's similarity, (1 + cosine) / 2) is backpropagated once, hooks on the
+encoder's last convolutional block catch its feature maps and their gradients, and each
+twin's maps are weighted by their spatially pooled gradients (Grad-CAM) or by Grad-CAM++'s
+positive-gradient weights. Like pytorch-grad-cam, the target is a callable, so other
+scores of the two embeddings can be explained the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch.nn import functional as F
+
+from lookalike.io import load_image
+from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
+from lookalike.records import Explanation
+
+METHODS = ("gradcam", "gradcam++")
+"""Ways of weighting the feature maps, for `explain_pair(method=...)`."""
+
+Target = Callable[[torch.Tensor], torch.Tensor]
+"""Maps the pair's embeddings, shape (2, D), to the scalar whose gradient is explained."""
+
+ImageInput = str | os.PathLike[str] | Image.Image
+
+# Below this gradient norm at the unit-length embeddings, what is left is float32 rounding
+# (the target is at an extremum, e.g. the similarity of identical inputs): no heatmap.
+_NO_GRADIENT = 1e-5
+
+# Hooks go on the model's own encoder, so two explanations must not run on it at once.
+_HOOKS_LOCK = threading.Lock()
+
+
+def similarity_target(embeddings: torch.Tensor) -> torch.Tensor:
+    """The pair's similarity, (1 + cosine) / 2, as `Model.similarity` defines it."""
+    cosine = F.cosine_similarity(embeddings[0:1], embeddings[1:2]).squeeze(0)
+    return (1.0 + cosine) / 2.0
+
+
+@contextmanager
+def _capture(module: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Record `module`'s output on the forward pass and its gradient on the backward pass."""
+    caught: dict[str, torch.Tensor] = {}
+
+    def keep_gradient(grad: torch.Tensor) -> None:
+        caught["gradients"] = grad.detach()
+
+    def on_forward(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        caught["activations"] = output
+        output.register_hook(keep_gradient)
+
+    handle = module.register_forward_hook(on_forward)
+    try:
+        yield caught
+    finally:
+        handle.remove()
+
+
+def _channel_weights(
+    activations: torch.Tensor, gradients: torch.Tensor, method: str
+) -> torch.Tensor:
+    """(N, C, h, w) maps and gradients -> (N, C) weight of each map."""
+    if method == "gradcam":
+        return gradients.mean(dim=(2, 3))
+    # Grad-CAM++ (Chattopadhyay et al. 2018) in its usual closed form: pixel-wise
+    # coefficients from the second and third powers of the gradient.
+    grad2 = gradients.pow(2)
+    grad3 = grad2 * gradients
+    total = activations.sum(dim=(2, 3), keepdim=True)
+    alpha = grad2 / (2.0 * grad2 + total * grad3 + 1e-7)
+    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+    return (alpha * gradients.clamp(min=0)).sum(dim=(2, 3))
+
+
+def pair_heatmaps(
+    model: Model,
+    prepared: np.ndarray,
+    method: str = "gradcam",
+    target: Target = similarity_target,
+) -> np.ndarray:
+    """Grad-CAM of both twins on prepared inputs (2, S, S, 3) -> (2, h, w) float32 in [0, 1].
+
+    The maps are in the encoder's view (the squashed input square), at the resolution of
+    the last convolutional block. A twin gets an all-zero map when no region raises the
+    target, or when the target has no gradient there (identical inputs: the similarity is
+    already at its maximum).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    encoder = model.encoder
+    with (
+        _HOOKS_LOCK,
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        _capture(encoder.last_conv) as caught,
+    ):
+        if encoder.training:
+            raise RuntimeError("explain needs the encoder in eval mode")
+        embeddings = encoder(to_tensor(prepared, model.preprocess))
+        score = target(embeddings)
+        if score.numel() != 1 or not score.requires_grad:
+            raise ValueError("the target must map the embeddings to one differentiable number")
+        score.backward(inputs=[caught["activations"], embeddings])
+        activations = caught["activations"].detach()
+        gradients = caught["gradients"]
+        steady = torch.as_tensor(embeddings.grad).norm(dim=1) < _NO_GRADIENT
+    weights = _channel_weights(activations, gradients, method)
+    cams = F.relu((weights[:, :, None, None] * activations).sum(dim=1))
+    peak = cams.amax(dim=(1, 2), keepdim=True)
+    empty = (peak <= 0) | steady[:, None, None]
+    cams = torch.where(empty, torch.zeros_like(cams), cams / peak.clamp(min=1e-30))
+    return cams.numpy().astype(np.float32)
+
+
+def _to_image_frame(
+    heatmap: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """Map a heatmap of the encoder's view back onto the image: (height, width) float32.
+
+    `box` (left, top, right, bottom) is the part of the image the encoder saw, squashed to
+    a square; the heatmap is stretched back over it and the trimmed border gets no heat.
+    """
+    width, height = size
+    left, top, right, bottom = box
+    full = np.zeros((height, width), dtype=np.float32)
+    stretched = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))[None, None],
+        size=(bottom - top, right - left),
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0]
+    # Interpolation lowers the peak a little: rescale so every non-empty map reaches 1.
+    peak = float(stretched.max())
+    full[top:bottom, left:right] = (stretched / peak if peak > 0 else stretched).clamp(0, 1)
+    return full
+
+
+def _scaled_box(
+    box: tuple[int, int, int, int], seen: tuple[int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A box found on a reduced decode (`seen` size), in the full image's pixels."""
+    sx, sy = size[0] / seen[0], size[1] / seen[1]
+    left, top, right, bottom = box
+    return (
+        min(size[0] - 1, round(left * sx)),
+        min(size[1] - 1, round(top * sy)),
+        max(1, min(size[0], round(right * sx))),
+        max(1, min(size[1], round(bottom * sy))),
+    )
+
+
+def _open(item: ImageInput, input_size: int) -> tuple[Image.Image, Image.Image, Path | None]:
+    """(full image, the image the model sees, path) — files decoded as `Model.compare` does."""
+    if isinstance(item, Image.Image):
+        image = item.convert("RGB")
+        return image, image, None
+    path = Path(item)
+    full = load_image(path)
+    return full, load_image(path, min_side=input_size), path
+
+
+def explain_pair(
+    a: ImageInput,
+    b: ImageInput,
+    model: Model | None = None,
+    method: str = "gradcam",
+    target: Target = similarity_target,
+) -> Explanation:
+    """Score a pair and show why: one heatmap per image, at that image's own size.
+
+    `a` and `b` are image files or PIL images; `model` defaults to the bundled one.
+    Similarity and decision are the ones `model.compare` gives. Raises UnreadableImage,
+    ValueError for an unknown `method`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    model = model or load_model()
+    preprocess = model.preprocess
+    (full_a, seen_a, path_a), (full_b, seen_b, path_b) = (
+        _open(item, preprocess.input_size) for item in (a, b)
+    )
+    prepared = np.stack([prepare_image(seen_a, preprocess), prepare_image(seen_b, preprocess)])
+    cams = pair_heatmaps(model, prepared, method, target)
+    heatmaps = [
+        _to_image_frame(
+            cam, _scaled_box(trim_box(seen, preprocess), seen.size, full.size), full.size
+        )
+        for cam, seen, full in zip(cams, (seen_a, seen_b), (full_a, full_b), strict=True)
+    ]
+    embeddings = model.embed_arrays(prepared)
+    score = float(model.similarity(embeddings[0], embeddings[1])[0])
+    if model.verify is not None and model.verify.is_candidate(score):
+        sources = (path_a or full_a, path_b or full_b)
+        side = model.verify.side
+
+        def load(n: int) -> Image.Image:
+            source = sources[n]
+            return source if isinstance(source, Image.Image) else load_image(source, min_side=side)
+
+        score = float(model.refine(load, np.array([[0, 1]]), np.array([score]), threads=1)[0])
+    return Explanation(
+        a=path_a,
+        b=path_b,
+        image_a=full_a,
+        image_b=full_b,
+        heatmap_a=heatmaps[0],
+        heatmap_b=heatmaps[1],
+        similarity=score,
+        duplicate=score >= model.min_similarity,
+        min_similarity=model.min_similarity,
+        method=method,
+        model=model.model_id,
+    )
+
+
+# matplotlib's "jet" (its segment data), so overlays need no plotting library.
+_JET = (
+    ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+)
+
+
+def _colour_table(colormap: str) -> np.ndarray:
+    """256 RGB colours (uint8) of a colormap: "jet" built in, others from matplotlib."""
+    levels = np.linspace(0.0, 1.0, 256)
+    if colormap == "jet":
+        channels = [
+            np.interp(levels, [x for x, _ in points], [y for _, y in points]) for points in _JET
+        ]
+        return np.round(np.stack(channels, axis=1) * 255).astype(np.uint8)
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError(
+            f"colormap {colormap!r} needs matplotlib (pip install 'lookalike[plots]'); "
+            "'jet' is built in"
+        ) from None
+    try:
+        table = matplotlib.colormaps[colormap](levels)[:, :3]
+    except KeyError:
+        raise ValueError(f"unknown colormap {colormap!r}") from None
+    return np.round(table * 255).astype(np.uint8)
+
+
+def overlay(
+    image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5, colormap: str = "jet"
+) -> Image.Image:
+    """The image with its heatmap blended over it in colour (same size as the image)."""
+    if heatmap.shape != (image.height, image.width):
+        raise ValueError(
+            f"heatmap of shape {heatmap.shape} does not match the image's "
+            f"{image.height}x{image.width} pixels"
+        )
+    levels = np.round(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
+    colours = _colour_table(colormap)[levels].astype(np.float32)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    blended = (1.0 - alpha) * pixels + alpha * colours
+    return Image.fromarray(np.round(blended).astype(np.uint8), "RGB")
+
+
+def _tiles(image: Image.Image, heatmap: np.ndarray, height: int) -> tuple[Image.Image, ...]:
+    """The image scaled to `height` pixels, and its overlay at that size."""
+    size = (max(1, round(image.width * height / image.height)), height)
+    small = image.resize(size, Image.Resampling.LANCZOS)
+    heat = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32), "F")
+    return small, overlay(small, np.asarray(heat.resize(size, Image.Resampling.BILINEAR)))
+
+
+def _caption(explanation: Explanation) -> str:
+    """One line: similarity, decision, cut-off, method and model."""
+    verdict = "duplicate" if explanation.duplicate else "not a duplicate"
+    return (
+        f"similarity {explanation.similarity:.4f}: {verdict} "
+        f"(min_similarity {explanation.min_similarity:.4f}; {explanation.method}, "
+        f"model {explanation.model})"
+    )
+
+
+def panel(explanation: Explanation, height: int = 320, gap: int = 8) -> Image.Image:
+    """A | B on top, their overlays below, and the verdict as a caption (one RGB image)."""
+    columns = (
+        _tiles(explanation.image_a, explanation.heatmap_a, height),
+        _tiles(explanation.image_b, explanation.heatmap_b, height),
+    )
+    tiles = list(zip(*columns, strict=True))
+    font = ImageFont.load_default(size=max(12, height // 20))
+    text = _caption(explanation)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = (int(v) for v in measure.textbbox((0, 0), text, font=font))
+    width = max(sum(t.width for t in tiles[0]) + 3 * gap, right - left + 2 * gap)
+    canvas = Image.new("RGB", (width, 2 * height + (bottom - top) + 4 * gap), (255, 255, 255))
+    for r, row in enumerate(tiles):
+        x = gap
+        for tile in row:
+            canvas.paste(tile, (x, gap + r * (height + gap)))
+            x += tile.width + gap
+    ImageDraw.Draw(canvas).text(
+        (gap - left, 2 * height + 3 * gap - top), text, fill=(0, 0, 0), font=font
+    )
+    return canvas
