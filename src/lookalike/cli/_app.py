@@ -72,8 +72,8 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """Console for progress, notes and errors."""
-    return Console(stderr=True, highlight=False)
+    """Console for progress, notes and errors (a message stays on one line when piped)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def show_progress(json_output: bool = False) -> bool:
