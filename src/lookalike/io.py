@@ -35,10 +35,11 @@ IMAGE_EXTENSIONS = frozenset(
 )
 """File name extensions treated as images when walking folders (compared lower-cased)."""
 
-MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
-"""Images declaring more pixels than this (about 179 million) are refused, before decoding.
+MAX_PIXELS = 178_956_970
+"""Images declaring more pixels than this are refused, before decoding.
 
-PIL's own hard limit; its warning at half that is ignored, so 100-megapixel photos load.
+PIL's own hard limit (twice its default `Image.MAX_IMAGE_PIXELS`); its warning at half
+that is ignored, so 100-megapixel photos load.
 """
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
