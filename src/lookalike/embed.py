@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -126,7 +127,7 @@ def embed_paths(
             if p.pixels is None
         ]
         vectors = (
-            model.embed_arrays(np.stack([p.pixels for p in good]))
+            model.embed_arrays(np.stack([cast(np.ndarray, p.pixels) for p in good]))
             if good
             else np.zeros((0, model.encoder.config.embed_dim), dtype=np.float32)
         )

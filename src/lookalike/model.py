@@ -225,7 +225,7 @@ class Model:
 
     def __post_init__(self) -> None:
         self.encoder.eval()
-        self.encoder.to(memory_format=torch.channels_last)
+        self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._fast: Encoder | None = None
         self._fast_key: tuple[tuple[int, int], ...] = ()
 
@@ -252,7 +252,7 @@ class Model:
                 ):
                     module[0] = fuse_conv_bn_eval(module[0], module[1])
                     module[1] = nn.Identity()
-            self._fast = fast.to(memory_format=torch.channels_last)
+            self._fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self._fast_key = key
         return self._fast
 

@@ -460,7 +460,7 @@ def train_model(
         recall99, _ = recall_at_precision(pos, neg, 0.99)
         log = EpochLog(epoch, float(np.mean(losses)), val_loss, time.time() - began)
         history.append(log)
-        extra = {"val_recall_at_p99": recall99, "lr": scheduler.get_last_lr()[0]}
+        extra = {"val_recall_at_p99": recall99, "lr": float(scheduler.get_last_lr()[0])}
         if recall99 > best_score or best_epoch < 0:
             best_epoch, best_score = epoch, recall99
             calibrated = model.with_calibration(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -18,6 +19,7 @@ from lookalike.cli._app import (
     stdout,
     user_errors,
 )
+from lookalike.records import EpochLog
 
 MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
 
@@ -92,7 +94,7 @@ def train(
     if not photo_dir.is_dir():
         raise fail(f"not a folder: {photo_dir}")
     cfg = TrainConfig.from_json(config) if config else TrainConfig()
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "epochs": epochs,
@@ -122,7 +124,7 @@ def train(
     def on_step(epoch: int, step: int, loss: float) -> None:
         progress.update(task, advance=1, epoch=epoch + 1, loss=loss)
 
-    def on_epoch(entry, extra) -> None:  # type: ignore[no-untyped-def]
+    def on_epoch(entry: EpochLog, extra: dict[str, float]) -> None:
         line = (
             f"epoch {entry.epoch + 1}/{cfg.epochs}  loss {entry.loss:.4f}  "
             f"val_loss {entry.val_loss:.4f}  val_recall@p0.99 "
