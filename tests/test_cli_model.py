@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import Result
 from typer.testing import CliRunner
 
 import lookalike
@@ -30,7 +31,7 @@ def in_folder(synthetic_folder: SyntheticFolder, monkeypatch: pytest.MonkeyPatch
     return synthetic_folder.root
 
 
-def compare(*args: str | Path):  # type: ignore[no-untyped-def]
+def compare(*args: str | Path) -> Result:
     return runner.invoke(app, ["compare", *map(str, args)])
 
 

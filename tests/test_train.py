@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,7 +69,9 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-def run(photos: list[Path], out: Path, config: TrainConfig = TINY_TRAIN, **kwargs) -> TrainResult:  # type: ignore[no-untyped-def]
+def run(
+    photos: list[Path], out: Path, config: TrainConfig = TINY_TRAIN, **kwargs: Any
+) -> TrainResult:
     return train_model(photos, out, config, **kwargs)
 
 
@@ -306,7 +309,7 @@ def test_explicit_validation_photos_stay_out_of_training(
     loaded: list[list[Path]] = []
     real = train_module.load_photos
 
-    def spy(paths, config, with_tiles=True):  # type: ignore[no-untyped-def]
+    def spy(paths: list[Path], config: TrainConfig, with_tiles: bool = True) -> Any:
         loaded.append(list(paths))
         return real(paths, config, with_tiles)
 
