@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.embed import embed_paths
+from lookalike.embed import EmbeddedBatch, embed_paths
 from lookalike.index import Index, build_index
 from lookalike.model import Model, load_model
 from lookalike.records import ScanProgress, ScanResult, ScanStats
@@ -29,6 +29,9 @@ REVIEW_MARGIN = 0.03
 _PATH_ERRORS = ("file not found", "permission denied", "is a folder, not a file")
 """Decode errors that belong to one path, not to the contents (other copies may be fine)."""
 
+
+Embedder = Callable[..., Iterable[EmbeddedBatch]]
+"""Embeds files like `embed_paths(paths, model, batch_size=, workers=)` (e.g. on a cluster)."""
 
 _HELD: set[str] = set()
 """Index locks this process holds (POSIX record locks do not exclude the same process)."""
@@ -115,6 +118,7 @@ def scan_folder(
     on_progress: Callable[[ScanProgress], None] | None = None,
     batch_size: int = 64,
     workers: int | None = None,
+    embedder: Embedder | None = None,
 ) -> ScanResult:
     """Find the duplicate groups among the images under `roots`, kept in an index file.
 
@@ -123,7 +127,8 @@ def scan_folder(
     `review_min_similarity` (default: min_similarity - 0.03) are kept; pairs at or above
     `min_similarity` (default: the model's calibrated value) are duplicates and form
     groups, each with a keeper chosen by `keep` (see KEEP_POLICIES). A killed scan
-    resumes where it stopped when run again.
+    resumes where it stopped when run again. `embedder` replaces `embed_paths` (e.g.
+    `lookalike.distributed.RayEmbedder`); everything else stays the same.
 
     >>> result = scan_folder("photos", index="photos.lookalike")
     >>> [g.duplicates for g in result.groups]
@@ -163,7 +168,9 @@ def scan_folder(
         )
         progress(ScanProgress("walk", walked.files, walked.files))
         same_file = link_same_files(store, scan_id)
-        embedded = _embed_new(store, scan_id, model, progress, batch_size, workers)
+        embedded = _embed_new(
+            store, scan_id, model, progress, batch_size, workers, embedder or embed_paths
+        )
         pairs = _search(store, scan_id, model, review, progress)
         progress(ScanProgress("group", 0))
         plans = build_groups(
@@ -209,6 +216,7 @@ def _embed_new(
     progress: Callable[[ScanProgress], None],
     batch_size: int,
     workers: int | None,
+    embedder: Embedder,
 ) -> int:
     """Embed every content of this scan without a stored embedding, one file per content.
 
@@ -229,9 +237,7 @@ def _embed_new(
         f"SELECT hash, MIN(path) {pending} GROUP BY hash ORDER BY MIN(path) LIMIT ?",
         (scan_id, EMBED_SLICE),
     ).fetchall():
-        for batch in embed_paths(
-            [p for _, p in todo], model, batch_size=batch_size, workers=workers
-        ):
+        for batch in embedder([p for _, p in todo], model, batch_size=batch_size, workers=workers):
             with store.transaction() as conn:
                 conn.executemany(
                     "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)",

@@ -1,0 +1,384 @@
+"""The embedding stage on Ray Data: file list -> decode -> embed (one model per actor) -> Parquet.
+
+>>> with RayEmbedder("photos.shards") as embedder:
+...     scan_folder("photos", index="photos.lookalike", embedder=embedder)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lookalike.distributed.shards import shard_files, shard_table, write_manifest
+from lookalike.embed import EmbeddedBatch, Prepared, prepare_file
+from lookalike.model import Model, Preprocess
+from lookalike.records import FileError
+
+Decode = Callable[[int, str, Preprocess], Prepared]
+"""Decodes one file for the encoder, like `lookalike.embed.prepare_file`."""
+
+FILES_PER_TASK = 256
+"""Files per input block: the unit of work a decode task takes (and retries)."""
+
+SHARD_ROWS = 100_000
+"""Rows written per Parquet shard at least (when a job has that many): ~50 MB at 128-d."""
+
+
+class DistributedError(Exception):
+    """Ray is missing, a cluster cannot be reached, or a distributed job failed."""
+
+
+def require_ray() -> ModuleType:
+    """The `ray` module, or DistributedError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # a separate extra of ray: `ray[data]`
+    except ImportError:
+        raise DistributedError(
+            "the ray engine needs Ray Data: pip install 'lookalike[ray]'"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[ModuleType]:
+    """Use the Ray instance already running in this process, or connect to one.
+
+    Without `address` a local Ray instance is started (on `num_cpus` cores, default
+    all) and stopped again on exit; with one (`host:port`, `auto`, `ray://host:10001`)
+    the existing cluster is joined and left running.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise DistributedError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class _Journal:
+    """What a decode batch was doing when its worker died, kept next to the shards.
+
+    Ray runs the batch again after a worker dies. The first retry records each file
+    before decoding it, so if that retry dies too, the file it was on is known: the
+    next retry makes it an error row instead of decoding it again (a file that crashes
+    the decoder can never stall the job). A finished batch removes its record.
+    """
+
+    def __init__(self, folder: str, first: int) -> None:
+        self.path = Path(folder) / f"batch-{first}.json"
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            state = {}
+        self.attempt = int(state.get("attempt", 0)) + 1
+        self.poison = {int(i) for i in state.get("poison", [])}
+        if state.get("current") is not None:
+            self.poison.add(int(state["current"]))
+        self.careful = self.attempt > 1
+        self.write(None)
+
+    def write(self, current: int | None) -> None:
+        """Record the attempt, the files known to crash, and the file being decoded."""
+        state = {"attempt": self.attempt, "poison": sorted(self.poison), "current": current}
+        with contextlib.suppress(OSError):  # no record: Ray still retries, only less wisely
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text(json.dumps(state))
+            partial.replace(self.path)
+
+    def done(self) -> None:
+        """The batch finished: forget it."""
+        self.path.unlink(missing_ok=True)
+
+
+CRASHED = "the decoder crashed on this file (its worker died twice)"
+
+
+def _decode_batch(
+    batch: dict[str, np.ndarray], preprocess: Preprocess, decode: Decode, journal: str
+) -> dict[str, np.ndarray]:
+    """Decode a batch of files; a file that cannot be read becomes an error, never a raise."""
+    n = len(batch["index"])
+    side = preprocess.input_size
+    pixels = np.zeros((n, side, side, 3), dtype=np.uint8)
+    width = np.zeros(n, dtype=np.int32)
+    height = np.zeros(n, dtype=np.int32)
+    errors: list[str] = []
+    record = _Journal(journal, int(batch["index"][0]))
+    for k, (index, path) in enumerate(zip(batch["index"].tolist(), batch["path"], strict=True)):
+        if index in record.poison:
+            errors.append(CRASHED)
+            continue
+        if record.careful:
+            record.write(index)
+        try:
+            prepared = decode(index, str(path), preprocess)
+        except Exception as exc:  # a decoder bug must not end the job
+            prepared = Prepared(index, None, error=f"unexpected decoder failure ({exc!r})")
+        if prepared.pixels is None:
+            errors.append(prepared.error or "unreadable")
+        else:
+            pixels[k], width[k], height[k] = prepared.pixels, prepared.width, prepared.height
+            errors.append("")
+    record.done()
+    return {
+        "index": batch["index"],
+        "path": batch["path"],
+        "pixels": pixels,
+        "width": width,
+        "height": height,
+        "error": np.array(errors, dtype=object),
+    }
+
+
+class _EmbedBatches:
+    """A Ray Data actor: loads the model once, then embeds decoded batches into shard rows."""
+
+    def __init__(self, model: list[Any]) -> None:
+        import ray
+
+        # The model comes as a reference inside a list, so Ray does not inline it into
+        # the actor's constructor arguments; each actor fetches it once.
+        self.model: Model = ray.get(model[0])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        ok = np.array([not e for e in batch["error"]], dtype=bool)
+        vectors = np.zeros((len(ok), self.model.encoder.config.embed_dim), dtype=np.float32)
+        if ok.any():
+            vectors[ok] = self.model.embed_arrays(batch["pixels"][ok])
+        return shard_table(
+            batch["index"],
+            [str(p) for p in batch["path"]],
+            vectors,
+            list(zip(batch["width"].tolist(), batch["height"].tolist(), strict=True)),
+            [str(e) if e else None for e in batch["error"]],
+        )
+
+
+def _quiet_ray_data(ray: ModuleType) -> None:
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def embed_to_shards(
+    paths: Sequence[str | os.PathLike[str]],
+    model: Model,
+    out: str | os.PathLike[str],
+    *,
+    batch_size: int = 64,
+    actors: int | None = None,
+    files_per_task: int = FILES_PER_TASK,
+    shard_rows: int = SHARD_ROWS,
+    decode: Decode = prepare_file,
+) -> Path:
+    """Embed files on the Ray cluster this process is connected to; write Parquet shards.
+
+    Input blocks hold `files_per_task` files; each is decoded and embedded in a pool of
+    up to `actors` actors (default: the cluster's cores but one), each loading the
+    model once. (Ray Data fuses the decode stage into the embedding actors, so pixels
+    never travel between processes.)
+    `out` must be a new or empty folder the workers can write (shared storage on a
+    multi-node cluster); it gets the shards (schema in `shards.shard_schema`) and, when
+    the job is done, `manifest.json`. A worker that dies is replaced and its work run
+    again; a file that cannot be read, or that crashed its decoding worker twice, is
+    a row with an error.
+    """
+    ray = require_ray()
+    if not ray.is_initialized():
+        raise DistributedError("not connected to Ray: call inside `with ray_cluster(...)`")
+    folder = Path(out)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DistributedError(f"{folder} exists and is not an empty folder; give a new one")
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [os.fspath(p) for p in paths]
+    _quiet_ray_data(ray)
+    blocks = [
+        pa.table(
+            {
+                "index": pa.array(
+                    range(start, min(start + files_per_task, len(names))), pa.int64()
+                ),
+                "path": pa.array(names[start : start + files_per_task], pa.string()),
+            }
+        )
+        for start in range(0, len(names), files_per_task)
+    ]
+    if not blocks:
+        write_manifest(folder, model, 0, 0)
+        return folder
+    cores = int(ray.cluster_resources().get("CPU", 1))
+    pool = actors or max(1, cores - 1)  # one core left for the Parquet writers
+    model_ref = ray.put(model)
+    journal = folder / "retries"
+    dataset = (
+        ray.data.from_arrow(blocks)
+        .map_batches(
+            _decode_batch,
+            fn_kwargs={"preprocess": model.preprocess, "decode": decode, "journal": str(journal)},
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=1,
+        )
+        .map_batches(
+            _EmbedBatches,
+            fn_constructor_kwargs={"model": [model_ref]},
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool),
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=1,
+        )
+    )
+    try:
+        dataset.write_parquet(str(folder), min_rows_per_file=shard_rows)
+    except Exception as exc:  # Ray wraps worker failures in many types; one clear message
+        raise DistributedError(f"the embedding job failed: {exc}") from exc
+    shutil.rmtree(journal, ignore_errors=True)
+    readable = sum(
+        pq.read_table(f, columns=["error"]).column("error").null_count for f in shard_files(folder)
+    )
+    write_manifest(folder, model, len(names), len(names) - readable)
+    return folder
+
+
+def read_batches(folder: str | os.PathLike[str], batch_size: int = 64) -> Iterator[EmbeddedBatch]:
+    """The rows of a shard folder as `EmbeddedBatch`es in input order (as `embed_paths` gives)."""
+    tables = [pq.read_table(f) for f in shard_files(folder)]
+    if not tables:
+        return
+    table = pa.concat_tables(tables).sort_by("index")
+    for start in range(0, table.num_rows, batch_size):
+        part = table.slice(start, batch_size)
+        index = part.column("index").to_numpy()
+        paths = part.column("path").to_pylist()
+        errors = part.column("error").to_pylist()
+        good = np.array([e is None for e in errors], dtype=bool)
+        vectors = part.column("vector").combine_chunks()
+        dim = vectors.type.list_size
+        values = vectors.filter(pa.array(good)).flatten().to_numpy(zero_copy_only=False)
+        yield EmbeddedBatch(
+            indices=index[good].astype(np.int64),
+            vectors=values.reshape(-1, dim).astype(np.float32, copy=False),
+            sizes=[
+                (int(w), int(h))
+                for w, h, ok in zip(
+                    part.column("width").to_pylist(),
+                    part.column("height").to_pylist(),
+                    good,
+                    strict=True,
+                )
+                if ok
+            ],
+            errors=[
+                (int(i), FileError(Path(p), str(e)))
+                for i, p, e in zip(index, paths, errors, strict=True)
+                if e is not None
+            ],
+        )
+
+
+class RayEmbedder:
+    """`embed_paths` on Ray: same call, same batches, each job's shards kept on disk.
+
+    Each call runs one Ray Data job writing into a new numbered folder under
+    `shards_dir` (nothing there is ever overwritten), then yields its rows. Pass it to
+    `scan_folder(..., embedder=...)`; the rest of the scan is unchanged. Use it as a
+    context manager: it starts (or joins, with `address`) Ray on entry.
+    """
+
+    def __init__(
+        self,
+        shards_dir: str | os.PathLike[str],
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        actors: int | None = None,
+        files_per_task: int = FILES_PER_TASK,
+        shard_rows: int = SHARD_ROWS,
+        decode: Decode = prepare_file,
+    ) -> None:
+        self.shards_dir = Path(shards_dir)
+        if self.shards_dir.exists() and not self.shards_dir.is_dir():
+            raise DistributedError(f"{self.shards_dir} is a file; give a folder for the shards")
+        self.address = address
+        self.num_cpus = num_cpus
+        self.actors = actors
+        self.files_per_task = files_per_task
+        self.shard_rows = shard_rows
+        self.decode = decode
+        self.jobs: list[Path] = []
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> RayEmbedder:
+        require_ray()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(ray_cluster(self.address, self.num_cpus))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def _next_folder(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in itertools.count(1):
+            folder = self.shards_dir / f"job-{stamp}-{n:03d}"
+            if not folder.exists():
+                return folder
+        raise AssertionError("unreachable")
+
+    def __call__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        model: Model,
+        *,
+        batch_size: int = 64,
+        workers: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[EmbeddedBatch]:
+        """Embed `paths` as one Ray job (`workers` is ignored: the cluster's size decides)."""
+        if self._stack is None:
+            raise DistributedError("use RayEmbedder as a context manager: `with RayEmbedder(...)`")
+        folder = embed_to_shards(
+            list(paths),
+            model,
+            self._next_folder(),
+            batch_size=batch_size,
+            actors=self.actors,
+            files_per_task=self.files_per_task,
+            shard_rows=self.shard_rows,
+            decode=self.decode,
+        )
+        self.jobs.append(folder)
+        for batch in read_batches(folder, batch_size):
+            yield batch
+            if on_progress:
+                on_progress(len(batch.indices) + len(batch.errors))
