@@ -131,12 +131,27 @@ def scan(
         False, "--include-hidden", help="Also scan hidden files and folders."
     ),
     json_output: bool = JSON_OPTION,
+    engine: str = typer.Option(
+        "local", "--engine", help="Embed here (local) or on a Ray cluster (ray; extra [ray])."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="With --engine ray: the cluster to join (default: start Ray here)."
+    ),
+    shards_dir: Path | None = typer.Option(
+        None,
+        "--shards-dir",
+        help="With --engine ray: folder for the Parquet shards (default: INDEX.shards).",
+    ),
 ) -> None:
     """Find duplicate groups among images and keep them in an index (rerun = incremental)."""
     from lookalike.scan import KEEP_POLICIES, scan_folder
 
     if keep not in KEEP_POLICIES:
         raise fail(f"--keep must be one of {', '.join(KEEP_POLICIES)}")
+    if engine not in ("local", "ray"):
+        raise fail("--engine must be local or ray")
+    if engine == "local" and (address or shards_dir):
+        raise fail("--address and --shards-dir need --engine ray")
     if not folders and files_from is None:
         raise fail("give folders to scan, or --files-from FILE")
     listed: Any = None
@@ -145,7 +160,8 @@ def scan(
     elif files_from is not None:
         listed = Path(files_from)
     progress, on_progress = _progress_bar(json_output)
-    with _scan_errors(), progress:
+    shards = shards_dir or index.with_name(index.name + ".shards")
+    with _scan_errors(), progress, _embedder(engine, address, shards) as embedder:
         loaded = load_model_option(model)
         result = scan_folder(
             folders or [],
@@ -157,6 +173,7 @@ def scan(
             files_from=listed,
             include_hidden=include_hidden,
             on_progress=on_progress,
+            embedder=embedder,
         )
     written = _write_outputs(result, json_out, csv_out, list_out, html_out)
     if json_output:
@@ -165,6 +182,25 @@ def scan(
         print_json(scan_payload(result))
         return
     _print_summary(result, written)
+
+
+@contextmanager
+def _embedder(engine: str, address: str | None, shards: Path) -> Iterator[Any]:
+    """None for the local engine; a RayEmbedder (Ray started or joined) for the ray engine."""
+    if engine == "local":
+        yield None
+        return
+    from rich.markup import escape
+
+    try:
+        from lookalike.distributed import DistributedError, RayEmbedder, ShardError
+    except ImportError:
+        raise fail(escape("--engine ray needs Ray Data: pip install 'lookalike[ray]'")) from None
+    try:
+        with RayEmbedder(shards, address=address) as embedder:
+            yield embedder
+    except (DistributedError, ShardError) as exc:
+        raise fail(escape(str(exc)), EXIT_USAGE) from None
 
 
 def _write_outputs(
