@@ -117,6 +117,17 @@ def test_compare_unreadable_image_exits_1_with_one_line(
     assert "Traceback" not in result.output
 
 
+def test_error_names_the_file_exactly_even_with_brackets(
+    tiny_checkpoint: Path, synthetic_folder: SyntheticFolder, tmp_path: Path
+) -> None:
+    odd = tmp_path / "[b]holiday" / "[red]copy [1].jpg"
+    odd.parent.mkdir()
+    shutil.copy(synthetic_folder.corrupt, odd)
+    result = compare(odd, synthetic_folder.originals[0], "--model", tiny_checkpoint)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot read {odd}: ")
+
+
 def test_compare_missing_image_exits_1_naming_it(
     tiny_checkpoint: Path, synthetic_folder: SyntheticFolder, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from lookalike import __version__
 
@@ -87,8 +88,11 @@ def print_json(payload: dict[str, Any]) -> None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print one clear line on stderr and return the Exit to raise."""
-    stderr().print(f"[red]error:[/red] {message}", markup=True)
+    """Print one clear line on stderr and return the Exit to raise.
+
+    `message` is plain text: brackets in file names are printed as they are, not as markup.
+    """
+    stderr().print(Text.assemble(("error:", "red"), " ", message))
     return typer.Exit(code)
 
 
