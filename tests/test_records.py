@@ -1,0 +1,43 @@
+"""Records: frozen dataclasses only, and the little logic they carry."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+import lookalike.records as records
+from lookalike.records import Comparison, Group, Member
+
+
+def _record_classes() -> list[type]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(records, inspect.isclass)
+        if cls.__module__ == records.__name__
+    ]
+
+
+def test_every_record_is_a_frozen_dataclass() -> None:
+    classes = _record_classes()
+    assert Comparison in classes and Group in classes
+    for cls in classes:
+        assert dataclasses.is_dataclass(cls), cls.__name__
+        assert cls.__dataclass_params__.frozen, cls.__name__  # type: ignore[attr-defined]
+
+
+def test_records_cannot_be_changed() -> None:
+    result = Comparison(Path("a.jpg"), Path("b.jpg"), 0.97, True, 0.9, "m")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.similarity = 0.1  # type: ignore[misc]
+
+
+def test_group_duplicates_are_the_members_but_the_keeper() -> None:
+    keep = Path("big.jpg")
+    group = Group(
+        keep,
+        (Member(keep, 1.0), Member(Path("small.jpg"), 0.96), Member(Path("crop.jpg"), 0.93)),
+    )
+    assert group.duplicates == (Path("small.jpg"), Path("crop.jpg"))
