@@ -450,3 +450,32 @@ def test_peer_hash_of_a_jpeg_copy_is_close(name: str, tmp_path: Path) -> None:
     distance = (1 - hamming_scorer(hashes)(np.arange(3), np.arange(3))) * PEERS[name].bits
     assert distance[0, 1] <= PEERS[name].max_distance
     assert distance[0, 2] > distance[0, 1]
+
+
+def test_blank_tiles_are_not_distractors(tmp_path: Path) -> None:
+    """Single-colour tiles are the same image as each other, so they are left out."""
+    from PIL import Image as PILImage
+
+    from conftest import make_picture
+    from lookalike.evaluate import make_benchmark
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed, name in ((1, "a.png"), (2, "b.png")):
+        half_blank = make_picture(seed, (320, 240))
+        half_blank.paste(PILImage.new("RGB", (160, 240), (255, 255, 255)), (160, 0))
+        half_blank.save(photos / name)
+    truth = make_benchmark(
+        photos,
+        tmp_path / "bench",
+        originals=1,
+        distractors=1,
+        tiles=4,
+        seed=0,
+        families=["jpeg"],
+        workers=1,
+    )
+    for name in truth.distractors:
+        grey = np.asarray(PILImage.open(truth.root / "images" / name).convert("L"), float)
+        assert grey.std() >= 2.0
+    assert 1 <= len(truth.distractors) < 4

@@ -26,6 +26,8 @@ TRUTH_SCHEMA = 1
 MAX_SIDE = 1024
 """Originals and distractor photos are scaled down to this longest side."""
 MIN_TILE = 64
+BLANK_STD = 2.0
+"""Tiles whose grey levels spread less than this (0-255 scale) are blank and left out."""
 """Shortest side of a distractor tile, in pixels."""
 JPEG_QUALITY = 95
 """Every image is stored as JPEG at this quality, so the `jpeg` family's own heavier
@@ -127,7 +129,12 @@ def _run_job(job: _Job, images_dir: str) -> _Written:
         picture.save(out / job.names[0], "JPEG", quality=JPEG_QUALITY)
         return _Written(job.photo, ((job.names[0], None, Source(job.photo, size)),))
     for name, box in zip(job.names, boxes, strict=False):
-        picture.crop(box).save(out / name, "JPEG", quality=JPEG_QUALITY)
+        tile = picture.crop(box)
+        # A single-colour tile (a blank sky or page background) holds no picture: two of
+        # them are the same image, so they would be duplicates, not distractors.
+        if float(np.asarray(tile.convert("L"), dtype=np.float32).std()) < BLANK_STD:
+            continue
+        tile.save(out / name, "JPEG", quality=JPEG_QUALITY)
         written.append((name, None, Source(job.photo, size, box)))
     return _Written(job.photo, tuple(written))
 
