@@ -284,6 +284,36 @@ def test_resume_continues_from_the_saved_epoch(photos: list[Path], tmp_path: Pat
     assert nothing_left == []
 
 
+def test_a_run_killed_while_saving_still_resumes(
+    photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "model.pt"
+    run(photos, out, replace(TINY_TRAIN, epochs=1))
+    real_save = torch.save
+
+    def dies_half_way(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(f, str | Path) and "resume" in str(f):
+            Path(f).write_bytes(b"PK\x03\x04 half a file")
+            raise KeyboardInterrupt
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run(photos, out, replace(TINY_TRAIN, epochs=2), resume=True)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    seen: list[int] = []
+    resumed = run(
+        photos,
+        out,
+        replace(TINY_TRAIN, epochs=2),
+        resume=True,
+        on_epoch=lambda log, extra: seen.append(log.epoch),
+    )
+    assert seen == [1]
+    assert [log.epoch for log in resumed.history] == [0, 1]
+
+
 def test_resume_without_a_saved_run_starts_from_scratch(photos: list[Path], tmp_path: Path) -> None:
     result = run(photos, tmp_path / "fresh.pt", replace(TINY_TRAIN, epochs=1), resume=True)
     assert [log.epoch for log in result.history] == [0]

@@ -475,6 +475,8 @@ def train_model(
                 "val_recall_at_p99": recall99,
             }
             save_model(calibrated, out)
+        # Written aside, then renamed: a run killed while saving still resumes.
+        resume_tmp = _resume_path(out).with_name(_resume_path(out).name + ".tmp")
         torch.save(
             {
                 "model": net.state_dict(),
@@ -486,8 +488,9 @@ def train_model(
                 "history": [asdict(h) for h in history],
                 "torch_rng": torch.get_rng_state(),
             },
-            _resume_path(out),
+            resume_tmp,
         )
+        os.replace(resume_tmp, _resume_path(out))
         if on_epoch:
             on_epoch(log, extra)
     return TrainResult(out, history, best_epoch, best_score)
