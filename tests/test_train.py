@@ -14,7 +14,7 @@ import torch
 
 from conftest import TINY_ENCODER, make_picture
 from lookalike.evaluate import calibrate_min_similarity
-from lookalike.model import Preprocess, load_model
+from lookalike.model import CheckpointError, Preprocess, load_model
 from lookalike.records import EpochLog
 from lookalike.train import (
     TrainConfig,
@@ -312,6 +312,15 @@ def test_a_run_killed_while_saving_still_resumes(
     )
     assert seen == [1]
     assert [log.epoch for log in resumed.history] == [0, 1]
+
+
+def test_a_damaged_resume_file_is_a_clear_error(photos: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "model.pt"
+    damaged = out.with_name("model.resume.pt")
+    damaged.write_bytes(b"not a saved run")
+    with pytest.raises(CheckpointError, match="cannot resume from this file"):
+        run(photos, out, replace(TINY_TRAIN, epochs=1), resume=True)
+    assert damaged.read_bytes() == b"not a saved run"  # left for the user to look at
 
 
 def test_resume_without_a_saved_run_starts_from_scratch(photos: list[Path], tmp_path: Path) -> None:

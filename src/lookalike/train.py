@@ -23,6 +23,7 @@ from lookalike.augment import FAMILIES, apply_edit
 from lookalike.evaluate import calibrate_min_similarity, recall_at_precision
 from lookalike.io import UnreadableImage, iter_image_files, load_image
 from lookalike.model import (
+    CheckpointError,
     EncoderConfig,
     Model,
     Preprocess,
@@ -420,7 +421,13 @@ def train_model(
     history: list[EpochLog] = []
     start_epoch, best_epoch, best_score = 0, -1, -1.0
     if resume and _resume_path(out).is_file():
-        state = torch.load(_resume_path(out), map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(_resume_path(out), map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types on a damaged file
+            raise CheckpointError(
+                f"{_resume_path(out)}: cannot resume from this file ({type(exc).__name__}); "
+                "move it away to train from the start"
+            ) from None
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
