@@ -190,17 +190,15 @@ def _embedder(engine: str, address: str | None, shards: Path) -> Iterator[Any]:
     if engine == "local":
         yield None
         return
-    from rich.markup import escape
-
     try:
         from lookalike.distributed import DistributedError, RayEmbedder, ShardError
     except ImportError:
-        raise fail(escape("--engine ray needs Ray Data: pip install 'lookalike[ray]'")) from None
+        raise fail("--engine ray needs Ray Data: pip install 'lookalike[ray]'") from None
     try:
         with RayEmbedder(shards, address=address) as embedder:
             yield embedder
     except (DistributedError, ShardError) as exc:
-        raise fail(escape(str(exc)), EXIT_USAGE) from None
+        raise fail(str(exc), EXIT_USAGE) from None
 
 
 def _write_outputs(
