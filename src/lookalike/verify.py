@@ -71,7 +71,7 @@ def extract_keypoints(
         nfeatures=config.features, fastThreshold=10, edgeThreshold=15, patchSize=15
     )
     found, descriptors = orb.detectAndCompute(grey, None)
-    points = np.float32([k.pt for k in found]) if found else np.zeros((0, 2), np.float32)
+    points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
     return Keypoints(points, descriptors, (grey.shape[0], grey.shape[1]))
 
 

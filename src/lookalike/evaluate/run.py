@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -211,7 +211,7 @@ class _Refined:
 
 
 def _refine_candidates(
-    model: Model, paths: list[Path], vectors: np.ndarray, valid: np.ndarray
+    model: Model, paths: Sequence[Path], vectors: np.ndarray, valid: np.ndarray
 ) -> _Refined:
     """Verify each image's nearest ambiguous neighbours, as a scan does (see Model.refine)."""
     config = model.verify
