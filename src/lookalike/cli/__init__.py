@@ -5,6 +5,7 @@ from lookalike.cli import (  # noqa: F401  (registers commands)
     explain_cmds,
     model_cmds,
     scan_cmds,
+    web_cmds,
 )
 from lookalike.cli._app import app
 

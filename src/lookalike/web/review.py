@@ -1,0 +1,481 @@
+"""The review session behind the page: groups at a cut-off, marks, quarantine and restore.
+
+Everything goes through the library: groups come from `lookalike.scan.regroup` on the
+stored pairs (what a scan at that cut-off would group, the user's marks respected),
+keeper and not-duplicate marks from the index's own functions, the clean-up from
+`lookalike.scan.quarantine` / `restore`. Each call opens the index afresh, so the page
+shows what a running scan last committed and never keeps the index busy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from lookalike.index import Index, ModelMismatch, open_index
+from lookalike.index.store import FileRow
+from lookalike.records import FileError, Move, Quarantine
+from lookalike.scan import GroupPlan, ScanError, quarantine, read_manifest, regroup, restore
+from lookalike.web.pictures import Refused, Source
+
+if TYPE_CHECKING:
+    from lookalike.model import Model
+
+MANIFEST_NAME = re.compile(r"manifest-[0-9]{8}-[0-9]{6}(-[0-9]{1,3})?\.jsonl")
+"""The names `quarantine` gives its manifests; nothing else is offered for restore."""
+
+_VIEWS_KEPT = 4
+_PREVIEWS_KEPT = 32
+PREVIEW_SECONDS = 15 * 60
+"""How long a quarantine preview can be confirmed."""
+
+T = TypeVar("T")
+
+
+class ReviewError(Exception):
+    """A request the review cannot carry out; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FileView:
+    """One file as the page shows it. `status`: present, quarantined, missing or changed."""
+
+    id: int
+    path: str
+    size: int
+    width: int | None
+    height: int | None
+    status: str
+    version: str
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """A group member, its similarity to the keeper, and whether it is the keeper."""
+
+    file: FileView
+    similarity: float
+    keeper: bool
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """One group at the page's cut-off; `number` counts from 1, largest groups first."""
+
+    number: int
+    keep_by: str
+    members: tuple[MemberView, ...]
+
+
+@dataclass(frozen=True)
+class GroupsPage:
+    """A page of groups at one cut-off, and how many there are in all."""
+
+    min_similarity: float
+    total: int
+    offset: int
+    limit: int
+    groups: tuple[GroupView, ...]
+
+
+@dataclass(frozen=True)
+class PairView:
+    """Two files side by side, with their stored similarity (None: no stored pair)."""
+
+    a: FileView
+    b: FileView
+    similarity: float | None
+    exact: bool
+
+
+@dataclass(frozen=True)
+class QuarantinePreview:
+    """What a quarantine would do (a dry run), to be confirmed by `preview` id."""
+
+    preview: str
+    outcome: Quarantine
+    refused: tuple[FileError, ...]
+
+
+@dataclass(frozen=True)
+class ManifestView:
+    """A manifest in the quarantine folder: files listed, and how many are still there."""
+
+    name: str
+    files: int
+    in_quarantine: int
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """The stored scan's duplicate and review cut-offs and keep policy."""
+
+    min_similarity: float
+    review_min_similarity: float
+    keep: str
+
+
+class Review:
+    """The state of one review page over one index (thread-safe; caches only).
+
+    `model` (a Model, a checkpoint path, or None for the bundled model) is loaded on
+    the first Grad-CAM request and must be the one the index was made with.
+    """
+
+    def __init__(
+        self,
+        index: str | os.PathLike[str],
+        *,
+        quarantine_to: str | os.PathLike[str],
+        model: Model | str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.index_path = Path(index)
+        self.quarantine_to = Path(os.path.abspath(quarantine_to))
+        self.cutoffs()  # refuses an index without a finished scan, before serving it
+        self._model_source = model
+        self._model: tuple[Model, str] | None = None
+        self._model_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._cache: OrderedDict[tuple[object, ...], object] = OrderedDict()
+        self._manifests: dict[str, tuple[tuple[int, int], list[Move] | None]] = {}
+        self._previews: OrderedDict[str, tuple[float, tuple[Path, ...]]] = OrderedDict()
+
+    # -- reading -----------------------------------------------------------------------
+
+    @contextmanager
+    def _open(self) -> Iterator[Index]:
+        try:
+            store = open_index(self.index_path)
+        except Exception as exc:  # IndexSchemaError, or the file vanished
+            raise ReviewError(str(exc), 503) from None
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def _version(self) -> tuple[object, ...]:
+        """Changes whenever the index is written: by this page or by another process."""
+        parts: list[object] = [self._writes]
+        for suffix in ("", "-wal"):
+            try:
+                st = os.stat(f"{self.index_path}{suffix}")
+            except OSError:
+                parts.append(None)
+            else:
+                parts.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(parts)
+
+    def _cached(self, name: str, argument: object, make: Callable[[], T]) -> T:
+        """A value derived from the index, kept until the index changes (a few kept)."""
+        key = (name, argument, self._version())
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]  # type: ignore[return-value]
+            value = make()
+            self._cache[key] = value
+            while len(self._cache) > _VIEWS_KEPT * 3:
+                self._cache.popitem(last=False)
+            return value
+
+    def _wrote(self) -> None:
+        with self._lock:
+            self._writes += 1
+
+    def cutoffs(self) -> Cutoffs:
+        """The cut-offs of the stored scan (ReviewError when there is none yet)."""
+        with self._open() as store:
+            settings = store.settings()
+        if not settings:
+            raise ReviewError(f"{self.index_path}: no finished scan in this index yet", 503)
+        return Cutoffs(
+            float(settings["min_similarity"]),  # type: ignore[arg-type]
+            float(settings["review_min_similarity"]),  # type: ignore[arg-type]
+            str(settings["keep"]),
+        )
+
+    def _plans(self, store: Index, min_similarity: float) -> list[GroupPlan]:
+        return self._cached(
+            "groups", round(min_similarity, 6), lambda: regroup(store, min_similarity)
+        )
+
+    def _cutoff(self, min_similarity: float | None) -> float:
+        cut = self.cutoffs()
+        if min_similarity is None:
+            return cut.min_similarity
+        if not cut.review_min_similarity - 1e-9 <= min_similarity <= 1.0:
+            raise ReviewError(
+                f"min_similarity must be between the scan's review cut-off "
+                f"{cut.review_min_similarity:.4f} and 1: the index holds no pairs below it",
+                422,
+            )
+        return min_similarity
+
+    def _moved(self) -> dict[str, Path]:
+        """Quarantined files by original path -> place in the quarantine folder (latest)."""
+        moved: dict[str, Path] = {}
+        for _, moves in self._manifest_files():
+            for move in moves or ():
+                if move.op == "move" and move.dst is not None:
+                    moved[str(move.src)] = move.dst
+        return moved
+
+    def _manifest_files(self) -> list[tuple[str, list[Move] | None]]:
+        """Every manifest in the quarantine folder, oldest first (None: unreadable)."""
+        try:
+            entries = sorted(os.scandir(self.quarantine_to), key=lambda e: e.name)
+        except OSError:
+            return []
+        out = []
+        for entry in entries:
+            if not MANIFEST_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            stamp = (st.st_size, st.st_mtime_ns)
+            with self._lock:
+                known = self._manifests.get(entry.name)
+            if known is None or known[0] != stamp:
+                try:
+                    moves: list[Move] | None = read_manifest(entry.path)
+                except ScanError:
+                    moves = None
+                known = (stamp, moves)
+                with self._lock:
+                    self._manifests[entry.name] = known
+            out.append((entry.name, known[1]))
+        return out
+
+    def _file_view(self, row: FileRow, moved: dict[str, Path]) -> FileView:
+        try:
+            st = os.stat(row.path)
+        except OSError:
+            there = moved.get(str(row.path))
+            status = "quarantined" if there is not None and os.path.lexists(there) else "missing"
+        else:
+            same = (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
+            status = "present" if same else "changed"
+        return FileView(
+            row.id, row.shown, row.size, row.width, row.height, status, (row.hash or "")[:12]
+        )
+
+    def _row(self, store: Index, file_id: int) -> FileRow:
+        row = store.file(file_id)
+        if row is None:
+            raise ReviewError(f"no file {file_id} in the index (reload the page)", 404)
+        return row
+
+    def groups(
+        self, min_similarity: float | None = None, offset: int = 0, limit: int = 25
+    ) -> GroupsPage:
+        """One page of the groups at `min_similarity` (default: the scan's), largest first."""
+        cut = self._cutoff(min_similarity)
+        moved = self._moved()
+        with self._open() as store:
+            plans = self._plans(store, cut)
+            views = []
+            for number, plan in enumerate(plans[offset : offset + limit], offset + 1):
+                members = []
+                for file_id, similarity in plan.members:
+                    row = store.file(file_id)
+                    if row is not None:  # None: dropped by a scan that finished just now
+                        view = self._file_view(row, moved)
+                        members.append(MemberView(view, similarity, file_id == plan.keep))
+                views.append(GroupView(number, plan.keep_by, tuple(members)))
+        return GroupsPage(cut, len(plans), offset, limit, tuple(views))
+
+    def pair(self, a: int, b: int) -> PairView:
+        """Two indexed files and the similarity the scan stored for them."""
+        moved = self._moved()
+        with self._open() as store:
+            rows = self._row(store, a), self._row(store, b)
+            pairs = self._cached(
+                "pairs", None, lambda: {(x, y): (s, e) for x, y, s, e in store.pairs()}
+            )
+        similarity, exact = pairs.get((min(a, b), max(a, b)), (None, False))
+        views = [self._file_view(row, moved) for row in rows]
+        return PairView(views[0], views[1], similarity, exact)
+
+    def source(self, file_id: int) -> Source:
+        """Where to read an indexed image from (its place, or the quarantine folder)."""
+        with self._open() as store:
+            row = store.file(file_id)
+            roots = {r.id: r.path for r in store.roots()}
+        if row is None or row.error is not None or row.hash is None:
+            raise Refused("no such image in the index", 404)
+        if not os.path.lexists(row.path):
+            there = self._moved().get(str(row.path))
+            if there is not None:
+                return Source(there, self.quarantine_to, row.hash, row.size, row.mtime_ns)
+        root = roots.get(row.root_id) if row.root_id is not None else None
+        if root is None:
+            raise Refused("the file belongs to no scanned folder", 403)
+        return Source(row.path, root, row.hash, row.size, row.mtime_ns)
+
+    def overlay_model(self) -> tuple[Model, str]:
+        """The model for Grad-CAM overlays and its fingerprint (Refused if unavailable)."""
+        with self._model_lock:
+            if self._model is None:
+                from lookalike.model import CheckpointError, Model, fingerprint, load_model
+
+                source = self._model_source
+                try:
+                    model = source if isinstance(source, Model) else load_model(source)
+                except CheckpointError as exc:
+                    raise Refused(f"Grad-CAM overlays are not available: {exc}", 409) from None
+                self._model = (model, fingerprint(model))
+            model, key = self._model
+        with self._open() as store:
+            try:
+                store.check_model(model)
+            except ModelMismatch as exc:
+                raise Refused(f"Grad-CAM overlays are not available: {exc}", 409) from None
+        return model, key
+
+    # -- marks ---------------------------------------------------------------------------
+
+    def set_keeper(self, file_id: int) -> None:
+        """Make a file its group's keeper; remembered by content, so later scans keep it.
+
+        The choice goes to the group the scan stored that holds the file (so quarantine,
+        which acts on the stored groups, follows it); a file in none cannot be chosen.
+        """
+        moved = self._moved()
+        with self._open() as store:
+            row = self._row(store, file_id)
+            if self._file_view(row, moved).status != "present":
+                raise ReviewError(
+                    f"{row.shown} is not in its place (quarantined, gone or changed); "
+                    "restore it or rescan before making it a keeper"
+                )
+            stored = self._cached(
+                "stored", None, lambda: {f: g.id for g in store.groups() for f, _ in g.members}
+            )
+            group = stored.get(file_id)
+            if group is None:
+                raise ReviewError(
+                    f"{row.shown} is in no group the scan stored (at its cut-off); "
+                    "rescan with a lower --min-similarity to choose it as a keeper"
+                )
+            try:
+                store.set_keeper(group, file_id)
+            except ValueError as exc:
+                raise ReviewError(f"{exc} (the index changed; reload the page)") from None
+        self._wrote()
+
+    def mark_not_duplicate(self, a: int, b: int) -> None:
+        """Remember (by content) that two files are not duplicates; later scans agree."""
+        with self._open() as store:
+            rows = self._row(store, a), self._row(store, b)
+            if rows[0].hash is None or rows[1].hash is None:
+                raise ReviewError("the index holds no content hash for one of the files")
+            try:
+                store.mark_not_duplicate(rows[0].hash, rows[1].hash)
+            except ValueError as exc:
+                raise ReviewError(f"{rows[0].shown} and {rows[1].shown}: {exc}") from None
+        self._wrote()
+
+    # -- quarantine and restore ----------------------------------------------------------
+
+    def preview_quarantine(
+        self, file_ids: Sequence[int], min_similarity: float | None = None
+    ) -> QuarantinePreview:
+        """What quarantining these files would do (nothing moves), for the user to confirm.
+
+        Only a non-keeper of a group at the page's cut-off is taken, and only if it is
+        also a non-keeper of the groups the scan stored: `quarantine` moves those alone,
+        after checking that their keeper still holds the bytes the scan saw.
+        """
+        cut = self._cutoff(min_similarity)
+        refused: list[FileError] = []
+        wanted: dict[str, str] = {}
+        with self._open() as store:
+            role = {f: f == p.keep for p in self._plans(store, cut) for f, _ in p.members}
+            for file_id in dict.fromkeys(file_ids):
+                row = store.file(file_id)
+                if row is None:
+                    refused.append(FileError(Path(f"file {file_id}"), "not in the index"))
+                elif file_id not in role:
+                    refused.append(FileError(Path(row.shown), "in no group at this cut-off"))
+                elif role[file_id]:
+                    refused.append(
+                        FileError(Path(row.shown), "the keeper of its group: keepers stay")
+                    )
+                else:
+                    wanted[str(row.path)] = row.shown
+        outcome = self._quarantine(list(wanted), dry_run=True)
+        listed = {str(m.src) for m in outcome.done} | {str(e.path) for e in outcome.skipped}
+        refused.extend(
+            FileError(
+                Path(shown),
+                "not a duplicate in the groups the scan stored (it is a keeper there, or "
+                "below the scan's cut-off); rescan with a lower --min-similarity first",
+            )
+            for path, shown in wanted.items()
+            if path not in listed
+        )
+        preview = secrets.token_urlsafe(16)
+        with self._lock:
+            self._previews[preview] = (time.monotonic(), tuple(m.src for m in outcome.done))
+            while len(self._previews) > _PREVIEWS_KEPT:
+                self._previews.popitem(last=False)
+        return QuarantinePreview(preview, outcome, tuple(refused))
+
+    def quarantine(self, preview: str) -> Quarantine:
+        """Carry out a confirmed preview: move its files into the quarantine folder."""
+        with self._lock:
+            made, paths = self._previews.pop(preview, (0.0, None))
+        if paths is None or time.monotonic() - made > PREVIEW_SECONDS:
+            raise ReviewError("this quarantine was not previewed, has expired or was done", 404)
+        if not paths:
+            raise ReviewError("nothing to move: the preview listed no file to quarantine")
+        outcome = self._quarantine([str(p) for p in paths], dry_run=False)
+        self._wrote()
+        return outcome
+
+    def _quarantine(self, paths: Iterable[str], dry_run: bool) -> Quarantine:
+        try:
+            return quarantine(self.index_path, self.quarantine_to, dry_run=dry_run, only=paths)
+        except ScanError as exc:
+            raise ReviewError(str(exc)) from None
+
+    def manifests(self) -> list[ManifestView]:
+        """The quarantine folder's manifests, newest first."""
+        out = []
+        for name, moves in reversed(self._manifest_files()):
+            if moves is None:
+                continue
+            waiting = sum(
+                1
+                for m in moves
+                if m.op == "move"
+                and m.dst is not None
+                and os.path.lexists(m.dst)
+                and not os.path.lexists(m.src)
+            )
+            out.append(ManifestView(name, len(moves), waiting))
+        return out
+
+    def restore(self, name: str) -> Quarantine:
+        """Put back the files of one manifest of the quarantine folder, by its file name."""
+        if not MANIFEST_NAME.fullmatch(name) or name not in {m.name for m in self.manifests()}:
+            raise ReviewError(f"no manifest named {name!r} in the quarantine folder", 404)
+        try:
+            outcome = restore(self.quarantine_to / name)
+        except ScanError as exc:
+            raise ReviewError(str(exc)) from None
+        self._wrote()
+        return outcome
