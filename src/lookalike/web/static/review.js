@@ -184,7 +184,7 @@
         {},
         ...pathLines(f.path),
         el("div", { class: "facts", text: `${size(f.size)} · ${resolution(f)}` }),
-        el("div", { class: "similarity", text: member.keeper ? "keeper" : `similarity ${member.similarity.toFixed(4)}` }),
+        member.keeper ? null : el("div", { class: "similarity", text: `similarity ${member.similarity.toFixed(4)}` }),
         present ? null : el("div", { class: "status", text: STATUS[f.status] || f.status }),
       ),
       actions,
