@@ -1,9 +1,12 @@
-"""What the benchmark scripts share: a description of the machine they ran on."""
+"""What the benchmark scripts share: the machine they ran on, and how results are saved."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +31,16 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def write_results(path: Path, script: str, argv: list[str] | None, figures: dict[str, Any]) -> None:
+    """Save a run's figures as JSON with the command, date and machine that produced them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "schema_version": 1,
+        "command": " ".join(["python", f"benchmarks/{script}", *(argv or sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine(),
+        **figures,
+    }
+    path.write_text(json.dumps(payload, indent=1))

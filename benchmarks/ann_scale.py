@@ -16,14 +16,13 @@ given). Prints the time and peak memory of the search, then its recall against e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import machine  # type: ignore[import-not-found]
+from _common import write_results  # type: ignore[import-not-found]
 
 from lookalike.evaluate import ResourceMonitor
 from lookalike.index import EXACT_LIMIT, find_pairs
@@ -136,28 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({total:,} true pairs around {args.queries:,} sampled queries)"
         )
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "command": " ".join(
-                        ["python", "benchmarks/ann_scale.py", *(argv or sys.argv[1:])]
-                    ),
-                    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                    "machine": machine(),
-                    "vectors": args.n,
-                    "dim": args.dim,
-                    "search": search,
-                    "pairs": len(found),
-                    "seconds": round(cost.seconds, 2),
-                    "cpu_util": round(cost.cpu_util, 3),
-                    "peak_rss_mb": round(cost.peak_rss_mb, 1),
-                    "queries": args.queries,
-                    "recall": figures,
-                },
-                indent=1,
-            )
+        write_results(
+            args.json_out,
+            "ann_scale.py",
+            argv,
+            {
+                "vectors": args.n,
+                "dim": args.dim,
+                "search": search,
+                "pairs": len(found),
+                "seconds": round(cost.seconds, 2),
+                "cpu_util": round(cost.cpu_util, 3),
+                "peak_rss_mb": round(cost.peak_rss_mb, 1),
+                "queries": args.queries,
+                "recall": figures,
+            },
         )
     return 0
 

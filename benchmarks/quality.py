@@ -13,7 +13,6 @@ summary over the seeds and the positives found per edit family, summed over the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import machine  # type: ignore[import-not-found]
+from _common import write_results  # type: ignore[import-not-found]
 from rich.console import Console
 from rich.table import Table
 
@@ -185,20 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(console, summary_table(runs))
         print_table(console, family_counts(runs))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "command": " ".join(
-                        ["python", "benchmarks/quality.py", *(argv or sys.argv[1:])]
-                    ),
-                    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                    "machine": machine(),
-                    "runs": payloads,
-                },
-                indent=1,
-            )
+        write_results(
+            args.json_out,
+            "quality.py",
+            argv,
+            {
+                "runs": payloads,
+            },
         )
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import machine  # type: ignore[import-not-found]
+from _common import write_results  # type: ignore[import-not-found]
 from PIL import Image
 
 from lookalike.augment import FAMILIES, apply_edit
@@ -155,26 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         print(f"HTML report in {report['seconds']:.1f} s: {page}")
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "command": " ".join(
-                        ["python", "benchmarks/scan_scale.py", *(argv or sys.argv[1:])]
-                    ),
-                    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                    "machine": machine(),
-                    "model": model.model_id,
-                    "images": len(paths),
-                    "megabytes": round(size / 2**20, 1),
-                    "scan": scan,
-                    "peer": {"name": args.peer, **peer},
-                    "scan_to_peer_ratio": round(ratio, 3),
-                    "report": report,
-                },
-                indent=1,
-            )
+        write_results(
+            args.json_out,
+            "scan_scale.py",
+            argv,
+            {
+                "model": model.model_id,
+                "images": len(paths),
+                "megabytes": round(size / 2**20, 1),
+                "scan": scan,
+                "peer": {"name": args.peer, **peer},
+                "scan_to_peer_ratio": round(ratio, 3),
+                "report": report,
+            },
         )
     return 0
 

@@ -12,14 +12,12 @@ page cache. Prints images/s for each and the ratio. `--tiny` is a seconds-long s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import machine  # type: ignore[import-not-found]
+from _common import write_results  # type: ignore[import-not-found]
 
 from lookalike.embed import embed_all
 from lookalike.evaluate import ResourceMonitor, hash_files
@@ -76,21 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lookalike ÷ this = {row['model_ratio']:.2f}"
         )
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "command": " ".join(
-                        ["python", "benchmarks/throughput.py", *(argv or sys.argv[1:])]
-                    ),
-                    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                    "machine": machine(),
-                    "files": len(paths),
-                    "systems": rows,
-                },
-                indent=1,
-            )
+        write_results(
+            args.json_out,
+            "throughput.py",
+            argv,
+            {
+                "files": len(paths),
+                "systems": rows,
+            },
         )
     return 0
 
