@@ -152,6 +152,19 @@ def test_the_slider_regroups_from_the_stored_pairs(served: Served) -> None:
     assert served.client.get("/api/groups", params={"min_similarity": 1.5}).status_code == 422
 
 
+def test_changes_made_elsewhere_show_at_once(served: Served) -> None:
+    """A scan or another page writing the index: the next listing shows its state."""
+    first = served.groups()
+    group = first["groups"][0]
+    keeper, member = group["members"][0]["file"], group["members"][1]["file"]
+    with open_index(served.index) as other:  # held open: its log stays, as a scan's does
+        a, b = other.file(keeper["id"]).hash, other.file(member["id"]).hash
+        other.mark_not_duplicate(a, b)
+        after = served.groups()
+    assert after != first
+    assert _ids(after) == _plans(served.index, read_result(served.index).min_similarity)
+
+
 # -- 10,000 groups ---------------------------------------------------------------------------
 
 

@@ -97,15 +97,22 @@ class Review:
             store.close()
 
     def _version(self) -> tuple[object, ...]:
-        """Changes whenever the index is written: by this page or by another process."""
+        """Changes whenever the index is written: by this page or by another process.
+
+        A commit grows the write-ahead log (or, once checkpointed, changes the database
+        file). An empty log is left out: each reader's connection makes one afresh.
+        """
         parts: list[object] = [self._writes]
         for suffix in ("", "-wal"):
             try:
                 st = os.stat(f"{self.index_path}{suffix}")
             except OSError:
                 parts.append(None)
+                continue
+            if suffix and st.st_size == 0:
+                parts.append(None)
             else:
-                parts.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+                parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
         return tuple(parts)
 
     def _cached(self, name: str, argument: object, make: Callable[[], T]) -> T:
