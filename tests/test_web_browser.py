@@ -68,9 +68,14 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Callable[[Any], Any], seconds: float = 30) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)
+    # The page re-renders its groups after each change: an element may go stale mid-check.
+    wait = WebDriverWait(
+        driver, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    )
+    return wait.until(condition)
 
 
 def _open(driver: Any, site: Site) -> None:
