@@ -33,17 +33,30 @@ def main() -> int:
     began = time.time()
 
     def report(log, extra) -> None:  # type: ignore[no-untyped-def]
-        print(json.dumps({"epoch": log.epoch, "loss": round(log.loss, 4),
-                          "val_loss": round(log.val_loss, 4),
-                          "val_recall_at_p99": round(extra["val_recall_at_p99"], 4),
-                          "lr": extra["lr"], "epoch_seconds": round(log.seconds, 1),
-                          "elapsed_minutes": round((time.time() - began) / 60, 1)}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "epoch": log.epoch,
+                    "loss": round(log.loss, 4),
+                    "val_loss": round(log.val_loss, 4),
+                    "val_recall_at_p99": round(extra["val_recall_at_p99"], 4),
+                    "lr": extra["lr"],
+                    "epoch_seconds": round(log.seconds, 1),
+                    "elapsed_minutes": round((time.time() - began) / 60, 1),
+                }
+            ),
+            flush=True,
+        )
 
-    result = train_model(train, args.out, config, val_photos=val, resume=args.resume,
-                         on_epoch=report)
-    print(json.dumps({"best_epoch": result.best_epoch,
-                      "best_val_recall_at_p99": result.best_recall_at_p99}), flush=True)
+    result = train_model(
+        train, args.out, config, val_photos=val, resume=args.resume, on_epoch=report
+    )
+    print(
+        json.dumps(
+            {"best_epoch": result.best_epoch, "best_val_recall_at_p99": result.best_recall_at_p99}
+        ),
+        flush=True,
+    )
     return 0
 
 
