@@ -177,8 +177,9 @@ def embedding_rates(photos: Path, count: int, work: Path) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     with ray_cluster(num_cpus=cores):
         started = time.perf_counter()
-        embed_to_shards(paths, model, work / "embedded")
+        out = embed_to_shards(paths, model, work / "embedded")
         ray_s = time.perf_counter() - started
+    written = sum(f.stat().st_size for f in out.glob("*.parquet"))
     return {
         "photos": len(paths),
         "local_images_per_s": len(local.paths) / local_s,
@@ -186,6 +187,7 @@ def embedding_rates(photos: Path, count: int, work: Path) -> dict[str, Any]:
         "ray_actors": max(1, cores - 1),
         "local_seconds": local_s,
         "ray_seconds": ray_s,
+        "parquet_bytes_per_row": written / max(1, len(paths)),
     }
 
 
@@ -223,6 +225,7 @@ def main() -> None:
         shards = write_shards(x, work / "shards", args.shard_rows)
         report["vectors_mb"] = x.nbytes / 2**20
         report["shards"] = len(shards)
+        report["parquet_bytes_per_row"] = sum(s.stat().st_size for s in shards) / args.n
         started = time.perf_counter()
         truth = brute_force(x, cut)
         report["brute_force"] = {"seconds": time.perf_counter() - started, "pairs": len(truth)}

@@ -145,6 +145,24 @@ def test_ray_engine_without_ray_says_what_to_install(
     assert done.stdout.startswith("2 ") and "pip install 'lookalike[ray]'" in done.stdout
 
 
+def test_unreachable_cluster_is_a_clear_error(
+    synthetic_folder: SyntheticFolder, tmp_path: Path
+) -> None:
+    _needs("ray")
+    import socket
+
+    from lookalike.cli import app
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    index = tmp_path / "x.idx"
+    args = ["scan", str(synthetic_folder.root), "--index", str(index), "--engine", "ray"]
+    result = CliRunner().invoke(app, [*args, "--address", f"127.0.0.1:{port}"])
+    assert result.exit_code == 2 and "cannot reach the Ray cluster" in result.output
+    assert not index.exists()
+
+
 # -- Shards and the sharded search (PyArrow only; the Ray engine further down) -----------
 
 

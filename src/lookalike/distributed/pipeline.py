@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -53,15 +54,32 @@ def require_ray() -> ModuleType:
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast on a `host:port` nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise DistributedError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
+            "start it with `ray start --head` or check the address"
+        ) from None
+
+
 @contextlib.contextmanager
 def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[ModuleType]:
     """Use the Ray instance already running in this process, or connect to one.
 
     Without `address` a local Ray instance is started (on `num_cpus` cores, default
     all) and stopped again on exit; with one (`host:port`, `auto`, `ray://host:10001`)
-    the existing cluster is joined and left running.
+    the existing cluster is joined and left running. A `host:port` nobody listens on
+    is a DistributedError at once.
     """
     ray = require_ray()
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         yield ray
         return
@@ -74,7 +92,8 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
             log_to_driver=False,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DistributedError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        where = f"reach the Ray cluster at {address}" if address else "start Ray here"
+        raise DistributedError(f"cannot {where}: {exc}") from None
     try:
         yield ray
     finally:
@@ -185,7 +204,7 @@ def _quiet_ray_data(ray: ModuleType) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled"
 
 
 def embed_to_shards(
