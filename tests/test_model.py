@@ -347,3 +347,47 @@ def test_bundled_model_finds_edited_copies(synthetic_folder: SyntheticFolder) ->
         p for p, c in zip(positives, copies, strict=True) if synthetic_folder.edits[c][1] == "jpeg"
     ]
     assert recompressed and all(p.duplicate for p in recompressed)
+
+
+# ---------------------------------------------------------------- inference runtime
+
+
+def test_onnx_runtime_matches_pytorch(files: list[Path]) -> None:
+    model = load_model()
+    arrays = np.stack([load_prepared(f, model.preprocess) for f in files[:8]])
+    fast = replace(model, runtime="onnx").embed_arrays(arrays)
+    plain = replace(model, runtime="torch").embed_arrays(arrays)
+    np.testing.assert_allclose(fast, plain, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+
+
+def test_onnx_runtime_follows_weight_changes(files: list[Path]) -> None:
+    model = replace(new_model(TINY_ENCODER, TINY_PREPROCESS, seed=1), runtime="onnx")
+    arrays = np.stack([load_prepared(f, model.preprocess) for f in files[:4]])
+    before = model.embed_arrays(arrays)
+    with torch.no_grad():
+        next(model.encoder.parameters()).mul_(-1.0)
+    after = model.embed_arrays(arrays)
+    assert not np.allclose(before, after, atol=1e-3)
+    np.testing.assert_allclose(
+        after, replace(model, runtime="torch").embed_arrays(arrays), atol=1e-5
+    )
+
+
+def test_a_model_with_a_runtime_session_pickles(files: list[Path]) -> None:
+    import pickle
+
+    model = replace(load_model(), runtime="onnx")
+    arrays = np.stack([load_prepared(f, model.preprocess) for f in files[:2]])
+    first = model.embed_arrays(arrays)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).embed_arrays(arrays), first)
+
+
+def test_unknown_runtime_is_refused() -> None:
+    with pytest.raises(ValueError, match="runtime"):
+        replace(load_model(), runtime="gpu")
+
+
+def test_decode_side_defaults_to_the_input_size() -> None:
+    assert TINY_PREPROCESS.decode_side == TINY_PREPROCESS.input_size
+    assert replace(TINY_PREPROCESS, decode_min_side=40).decode_side == 40

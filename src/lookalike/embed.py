@@ -6,11 +6,13 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import numpy as np
+import torch
 
 from lookalike.io import UnreadableImage, open_image
 from lookalike.model import Model, Preprocess, prepare_image
@@ -41,7 +43,7 @@ class EmbeddedBatch:
 def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
     """Decode one file at reduced size and prepare it; never raises for a bad file."""
     try:
-        decoded = open_image(path, min_side=preprocess.input_size)
+        decoded = open_image(path, min_side=preprocess.decode_side)
         pixels = prepare_image(decoded.image, preprocess)
         return Prepared(index, pixels, decoded.width, decoded.height)
     except UnreadableImage as exc:
@@ -70,6 +72,26 @@ def _prepare_chunk(items: list[tuple[int, str]], preprocess: Preprocess) -> list
 def default_workers() -> int:
     """Decode processes: one per core."""
     return max(1, os.cpu_count() or 1)
+
+
+DECODE_SHARE = 0.7
+"""Share of the CPU that decoding takes when it runs beside the network: decoding a photo
+costs 2-3 times the network's work per image (benchmarks/throughput.py), so the network
+gets the rest, at least one thread."""
+
+
+@contextmanager
+def _network_threads(workers: int) -> Iterator[None]:
+    """Run the network on fewer threads while `workers` decode processes share the cores."""
+    threads = torch.get_num_threads()
+    if workers <= 1:
+        yield
+        return
+    torch.set_num_threads(max(1, round(threads * (1 - DECODE_SHARE))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _prepared_stream(
@@ -126,11 +148,11 @@ def embed_paths(
             for p in prepared
             if p.pixels is None
         ]
-        vectors = (
-            model.embed_arrays(np.stack([cast(np.ndarray, p.pixels) for p in good]))
-            if good
-            else np.zeros((0, model.encoder.config.embed_dim), dtype=np.float32)
-        )
+        if good:
+            with _network_threads(workers):
+                vectors = model.embed_arrays(np.stack([cast(np.ndarray, p.pixels) for p in good]))
+        else:
+            vectors = np.zeros((0, model.encoder.config.embed_dim), dtype=np.float32)
         yield EmbeddedBatch(
             indices=np.array([p.index for p in good], dtype=np.int64),
             vectors=vectors,

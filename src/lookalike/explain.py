@@ -164,14 +164,14 @@ def _scaled_box(
     )
 
 
-def _open(item: ImageInput, input_size: int) -> tuple[Image.Image, Image.Image, Path | None]:
+def _open(item: ImageInput, decode_side: int) -> tuple[Image.Image, Image.Image, Path | None]:
     """(full image, the image the model sees, path) — files decoded as `Model.compare` does."""
     if isinstance(item, Image.Image):
         image = item.convert("RGB")
         return image, image, None
     path = Path(item)
     full = load_image(path)
-    return full, load_image(path, min_side=input_size), path
+    return full, load_image(path, min_side=decode_side), path
 
 
 def explain_pair(
@@ -192,7 +192,7 @@ def explain_pair(
     model = model or load_model()
     preprocess = model.preprocess
     (full_a, seen_a, path_a), (full_b, seen_b, path_b) = (
-        _open(item, preprocess.input_size) for item in (a, b)
+        _open(item, preprocess.decode_side) for item in (a, b)
     )
     prepared = np.stack([prepare_image(seen_a, preprocess), prepare_image(seen_b, preprocess)])
     cams = pair_heatmaps(model, prepared, method, target)

@@ -1,0 +1,64 @@
+"""Fast CPU inference: run an encoder through ONNX Runtime when it is installed.
+
+ONNX Runtime runs the depthwise-separable encoder about 1.7 times faster than eager
+PyTorch on CPU (benchmarks/throughput.py); outputs agree with PyTorch to about 1e-6.
+Without `onnxruntime` and `onnx`, callers fall back to PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def onnx_available() -> bool:
+    """Whether ONNX Runtime and the ONNX exporter's dependency are importable."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnnxEncoder:
+    """An eval-mode encoder exported once to ONNX and run by ONNX Runtime.
+
+    >>> fast = OnnxEncoder(encoder, input_size=160)
+    >>> fast(x)  # float32 NCHW numpy array -> float32 (N, D)
+    """
+
+    def __init__(self, encoder: nn.Module, input_size: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        example = torch.zeros(1, 3, input_size, input_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notices
+            torch.onnx.export(
+                encoder,
+                (example,),
+                buffer,
+                input_names=["pixels"],
+                output_names=["embedding"],
+                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session: Any = ort.InferenceSession(
+            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+        )
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """Standardised float32 NCHW inputs -> float32 (N, D) embeddings."""
+        (out,) = self._session.run(None, {"pixels": np.ascontiguousarray(pixels, np.float32)})
+        return np.asarray(out, dtype=np.float32)
