@@ -482,3 +482,27 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
     again = scan_folder([photos], index, model=model, workers=1)
     assert calls == []  # every verified score came from the index
     assert _groups(again) == expected
+
+
+def test_no_verify_scans_with_the_cnn_alone_at_its_own_cut_off(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from lookalike.verify import VerifyConfig
+
+    model = replace(
+        content_model(),
+        verify=VerifyConfig(candidate_min_similarity=0.7, confident_similarity=0.95),
+    )
+    calls: list[int] = []
+
+    def counting(self, load, pairs, similarities, threads=None):  # type: ignore[no-untyped-def]
+        calls.append(len(pairs))
+        return similarities
+
+    monkeypatch.setattr(type(model), "refine", counting)
+    result = scan_folder([photos], tmp_path / "idx", model=model, workers=1, verify=False)
+    assert calls == []
+    assert result.min_similarity == pytest.approx(0.95)
+    assert all(p.similarity >= 0.95 for p in result.pairs if p.duplicate)

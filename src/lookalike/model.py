@@ -400,6 +400,22 @@ class Model:
             )
         return Comparison(Path(a), Path(b), score, score >= cut, cut, self.model_id)
 
+    def without_verification(self) -> Model:
+        """The CNN alone, deciding at its own calibrated cut-off.
+
+        Calibration puts the CNN's own precision cut-off in `verify.confident_similarity`
+        (pairs above it skip verification), so it is the right cut-off without it.
+        """
+        if self.verify is None:
+            return self
+        cut = self.verify.confident_similarity
+        calibration = (
+            replace(self.calibration, min_similarity=cut, method="the CNN's own cut-off")
+            if cut < 1.0
+            else self.calibration
+        )
+        return replace(self, verify=None, calibration=calibration)
+
     def with_calibration(self, calibration: Calibration) -> Model:
         """A copy of this model using another decision rule."""
         return replace(self, calibration=calibration)

@@ -131,6 +131,12 @@ def scan(
         False, "--include-hidden", help="Also scan hidden files and folders."
     ),
     json_output: bool = JSON_OPTION,
+    verify: bool = typer.Option(
+        True,
+        "--verify/--no-verify",
+        help="Confirm ambiguous pairs by local-feature matching (--no-verify: faster, "
+        "fewer geometric copies found).",
+    ),
     engine: str = typer.Option(
         "local", "--engine", help="Embed here (local) or on a Ray cluster (ray; extra [ray])."
     ),
@@ -174,6 +180,7 @@ def scan(
             include_hidden=include_hidden,
             on_progress=on_progress,
             embedder=embedder,
+            verify=verify,
         )
     written = _write_outputs(result, json_out, csv_out, list_out, html_out)
     if json_output:

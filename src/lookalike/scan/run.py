@@ -119,6 +119,7 @@ def scan_folder(
     batch_size: int = 64,
     workers: int | None = None,
     embedder: Embedder | None = None,
+    verify: bool = True,
 ) -> ScanResult:
     """Find the duplicate groups among the images under `roots`, kept in an index file.
 
@@ -128,7 +129,9 @@ def scan_folder(
     `min_similarity` (default: the model's calibrated value) are duplicates and form
     groups, each with a keeper chosen by `keep` (see KEEP_POLICIES). A killed scan
     resumes where it stopped when run again. `embedder` replaces `embed_paths` (e.g.
-    `lookalike.distributed.RayEmbedder`); everything else stays the same.
+    `lookalike.distributed.RayEmbedder`); everything else stays the same. `verify=False`
+    skips geometric verification (much faster on huge sets; fewer geometric copies found)
+    and decides with the CNN's own calibrated cut-off.
 
     >>> result = scan_folder("photos", index="photos.lookalike")
     >>> [g.duplicates for g in result.groups]
@@ -142,6 +145,8 @@ def scan_folder(
     if not roots and not listed:
         raise ScanError("nothing to scan: give folders or a file list")
     model = model or load_model()
+    if not verify:
+        model = model.without_verification()
     cut, review = resolve_thresholds(model, min_similarity, review_min_similarity)
     root_list = scan_roots(roots, listed)
     path = Path(index)
