@@ -2,9 +2,9 @@
 
 Nothing is moved before a manifest (JSON lines: src, dst, sha256, op) is on disk. A file
 is moved by hard-linking it at its new place and then unlinking the old name, or, across
-file systems, by copying, verifying the copy's SHA-256 and only then removing the
-source; an existing file is never replaced. Clashes, read-only or vanished files are
-reported and left where they are.
+file systems, by copying into a hidden file, verifying the copy's SHA-256, naming it and
+only then removing the source; an existing file is never replaced, and a file's name never
+holds part of it. Clashes, read-only or vanished files are reported and left where they are.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from lookalike.scan.run import index_lock
 from lookalike.scan.walk import ScanError, absolute
 
 _CHUNK = 1 << 20
+_PARTIAL = ".lookalike-partial-"
+"""Name prefix of the hidden file a copy is made in before it gets its own name."""
 
 
 def _digests(path: Path) -> tuple[str, str]:
@@ -70,8 +73,9 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
     """Move src to dst without ever replacing a file or losing one (raises _Refused).
 
     Same file system: hard link at dst, then unlink src. Otherwise (another file
-    system, or one without hard links): copy into a newly created dst, fsync, check the
-    copy's SHA-256, then unlink src. If src cannot be removed, dst is removed again and
+    system, or one without hard links): copy into a hidden file beside dst, fsync, check
+    the copy's SHA-256, name it dst, then unlink src. The new name reaches the disk
+    before the old one is removed. If src cannot be removed, dst is removed again and
     src stays.
     """
     if not os.path.lexists(src):
@@ -92,6 +96,7 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
             raise _Refused(f"cannot move ({exc.strerror})") from None
         _copy_into_place(src, dst, sha256)
+    _fsync_dir(dst.parent)
     try:
         os.unlink(src)
     except FileNotFoundError:
@@ -102,32 +107,62 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
             f"cannot remove it from its folder ({exc.strerror}); left in place"
         ) from None
     _fsync_dir(src.parent)
-    _fsync_dir(dst.parent)
 
 
 def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
-    """Copy src to a new file dst (exclusive create), synced and verified; else remove dst."""
+    """Copy src to a new file dst, synced and verified first (else _Refused, no dst).
+
+    The copy is made in a hidden `.lookalike-partial-*` file beside dst and named dst
+    only when whole: a process killed mid-copy leaves src as it was and dst free, and
+    the next `restore` removes the partial file.
+    """
     try:
         if src.is_symlink():
             os.symlink(os.readlink(src), dst)
             return
-        with open(src, "rb") as source, open(dst, "xb") as target:
-            shutil.copyfileobj(source, target, _CHUNK)
-            target.flush()
-            os.fsync(target.fileno())
+        handle, name = tempfile.mkstemp(prefix=_PARTIAL, dir=dst.parent)
     except FileExistsError:
         raise _Refused(f"name clash: {dst} already exists") from None
     except OSError as exc:
-        _remove_quietly(dst)
         raise _Refused(f"cannot copy ({exc.strerror}); left in place") from None
+    part = Path(name)
     try:
-        shutil.copystat(src, dst)
-        same = _sha256(dst) == sha256
-    except OSError:
-        same = False
-    if not same:
-        _remove_quietly(dst)
-        raise _Refused("the copy does not match the original; left in place")
+        with open(src, "rb") as source, open(handle, "wb") as target:
+            shutil.copyfileobj(source, target, _CHUNK)
+            target.flush()
+            os.fsync(target.fileno())
+        shutil.copystat(src, part)
+        if _sha256(part) != sha256:
+            raise _Refused("the copy does not match the original; left in place")
+        _name_copy(part, dst)
+    except OSError as exc:
+        raise _Refused(f"cannot copy ({exc.strerror}); left in place") from None
+    finally:
+        _remove_quietly(part)
+
+
+def _name_copy(part: Path, dst: Path) -> None:
+    """Give a finished copy the name dst, never replacing a file there."""
+    try:
+        os.link(part, dst)
+    except FileExistsError:
+        raise _Refused(f"name clash: {dst} already exists") from None
+    except OSError:  # no hard links on this file system: rename, once the name is free
+        if os.path.lexists(dst):
+            raise _Refused(f"name clash: {dst} already exists") from None
+        os.rename(part, dst)
+
+
+def _remove_partials(folders: Iterable[Path]) -> None:
+    """Remove the hidden partial copies that interrupted moves left in these folders."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(_PARTIAL) and entry.is_file(follow_symlinks=False):
+                _remove_quietly(Path(entry.path))
 
 
 @dataclass(frozen=True)
@@ -314,11 +349,16 @@ def restore(manifest: str | os.PathLike[str]) -> Quarantine:
 
     A file is restored only if its original place is free and its bytes are unchanged;
     otherwise it is listed in `skipped` with the reason, and stays where it is. Deleted
-    files (`--delete`) cannot be restored and are listed too.
+    files (`--delete`) cannot be restored and are listed too. Hidden partial copies left
+    by an interrupted move (killed mid-copy) in the folders involved are removed.
     """
     path = Path(manifest)
     done, skipped = [], []
-    for move in read_manifest(path):
+    moves = read_manifest(path)
+    _remove_partials(
+        {m.src.parent for m in moves} | {m.dst.parent for m in moves if m.dst is not None}
+    )
+    for move in moves:
         if move.op == "delete" or move.dst is None:
             skipped.append(FileError(move.src, "was deleted, not moved; cannot be restored"))
             continue
