@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import warnings
@@ -124,7 +125,9 @@ def open_image(
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # PIL warns about odd metadata (corrupt EXIF, big images) on stderr, naming no
+            # file; a file is either decoded or refused with a reason, so warnings add nothing.
+            warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 width, height = image.size
                 if width < 1 or height < 1:
@@ -149,18 +152,20 @@ def open_image(
     except UnreadableImage:
         raise
     except FileNotFoundError:
-        raise UnreadableImage(path, "file not found") from None
+        reason = "broken symbolic link" if path.is_symlink() else "file not found"
+        raise UnreadableImage(path, reason) from None
     except IsADirectoryError:
         raise UnreadableImage(path, "is a folder, not a file") from None
     except PermissionError:
         raise UnreadableImage(path, "permission denied") from None
     except UnidentifiedImageError:
-        reason = "empty file" if _is_empty(path) else "not an image, or a format PIL cannot read"
-        raise UnreadableImage(path, reason) from None
+        raise UnreadableImage(path, _unidentified_reason(path)) from None
     except Image.DecompressionBombError:
-        raise UnreadableImage(path, "image is too large (decompression-bomb guard)") from None
+        raise UnreadableImage(
+            path, f"image is too large (more than {MAX_PIXELS:,} pixels declared)"
+        ) from None
     except OSError as exc:
-        raise UnreadableImage(path, f"corrupt or truncated image ({exc})") from None
+        raise UnreadableImage(path, _os_error_reason(path, exc)) from None
     except (
         ValueError,
         SyntaxError,
@@ -171,15 +176,59 @@ def open_image(
         KeyError,
         ZeroDivisionError,
         struct.error,
-    ) as exc:
-        raise UnreadableImage(path, f"corrupt image ({type(exc).__name__}: {exc})") from None
+    ):
+        raise UnreadableImage(path, _corrupt(path)) from None
 
 
-def _is_empty(path: Path) -> bool:
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _format_by_signature(path: Path) -> str | None:
+    """The format a file's first bytes announce, if they announce one we know."""
     try:
-        return path.stat().st_size == 0
+        with open(path, "rb") as handle:
+            head = handle.read(12)
     except OSError:
-        return False
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+
+
+def _corrupt(path: Path) -> str:
+    fmt = _format_by_signature(path)
+    return f"corrupt or truncated {fmt} file" if fmt else "corrupt or truncated image"
+
+
+def _unidentified_reason(path: Path) -> str:
+    """Why PIL could not even identify a file: empty, a damaged image, or not an image."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError:
+        pass
+    if _format_by_signature(path):
+        return _corrupt(path)
+    return "not an image, or a format PIL cannot read"
+
+
+def _os_error_reason(path: Path, exc: OSError) -> str:
+    """A plain reason for an OSError: a system error on the file, or damaged image data."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno is not None:
+        return f"cannot read the file ({exc.strerror})"
+    if "truncated" in str(exc).lower():  # PIL: "image file is truncated (n bytes not processed)"
+        return "truncated image (the file ends before the picture does)"
+    return _corrupt(path)
 
 
 def is_image_name(path: Path) -> bool:
