@@ -408,7 +408,7 @@ def test_a_file_vanishing_before_decoding_does_not_lose_its_identical_copy(
     monkeypatch.setattr(run, "embed_paths", vanishing)
     result = scan_folder([photos], tmp_path / "idx", model=content_model(), workers=1)
     errors = {e.path.name: e.reason for e in result.errors}
-    assert errors["a_twin.png"] == "file not found"
+    assert errors["a_twin.png"] == "file vanished during the scan"
     group = next(g for g in result.groups if "original_3.png" in {m.path.name for m in g.members})
     assert "z_twin.png" in {m.path.name for m in group.members}
 

@@ -26,8 +26,15 @@ from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roo
 REVIEW_MARGIN = 0.03
 """Default review cut-off: this much below min_similarity."""
 
-_PATH_ERRORS = ("file not found", "permission denied", "is a folder, not a file")
-"""Decode errors that belong to one path, not to the contents (other copies may be fine)."""
+_PATH_ERRORS = {
+    "file not found": "file vanished during the scan",  # the walk had found it
+    "broken symbolic link": "broken symbolic link",
+    "symbolic link loop": "symbolic link loop",
+    "permission denied": "permission denied",
+    "is a folder, not a file": "is a folder, not a file",
+}
+"""Decode errors that belong to one path, not to the contents (other copies may be fine),
+and the reason stored for each."""
 
 
 Embedder = Callable[..., Iterable[EmbeddedBatch]]
@@ -261,7 +268,8 @@ def _embed_new(
                 for i, error in batch.errors:
                     if error.reason in _PATH_ERRORS:
                         conn.execute(
-                            "UPDATE files SET error = ? WHERE path = ?", (error.reason, todo[i][1])
+                            "UPDATE files SET error = ? WHERE path = ?",
+                            (_PATH_ERRORS[error.reason], todo[i][1]),
                         )
                     else:
                         conn.execute(
