@@ -6,6 +6,7 @@ stopped: files whose size and modification time did not change are not read agai
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as stat_mode
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -116,6 +117,8 @@ def _stat(path: str) -> _Stat:
     except PermissionError:
         return _Stat(-1, -1, -1, -1, False, "permission denied")
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _Stat(-1, -1, -1, -1, False, "symbolic link loop")
         return _Stat(-1, -1, -1, -1, False, f"cannot read file information ({exc.strerror})")
     if not stat_mode.S_ISREG(st.st_mode):
         return _Stat(-1, -1, st.st_dev, st.st_ino, is_link, "not a regular file")
