@@ -404,6 +404,11 @@ def _broken(w: _Writer) -> None:
         BROKEN,
         reason="symbolic link loop",
     )
+    if os.geteuid() != 0:  # root reads every file whatever its mode
+        locked = w.broken(
+            "unreadable (no permission)", "broken/locked.jpg", jpeg, "permission denied"
+        )
+        locked.chmod(0)
     fifo = w.path("broken/pipe.jpg")
     os.mkfifo(fifo)
     w.corpus.cases.append(Case("named pipe named .jpg", fifo, BROKEN, reason="not a regular file"))

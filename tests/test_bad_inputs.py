@@ -145,3 +145,8 @@ def test_a_scan_of_the_corpus_reads_every_good_file_and_finds_the_planted_copies
     assert {Path(e["path"]) for e in again["errors"]} == corpus.paths(BROKEN) - vanished
     assert sorted(map(json.dumps, again["groups"])) == sorted(map(json.dumps, doc["groups"]))
     assert again["stats"]["images"] == len(good)
+    with sqlite3.connect(index) as conn:
+        (size,) = conn.execute(
+            "SELECT size FROM files WHERE path = ?", (str(corpus.growing),)
+        ).fetchone()
+    assert corpus.growing and size == corpus.growing.stat().st_size  # read again, whole
