@@ -27,6 +27,9 @@ class Candidate:
     mtime_ns: int
     order: int
     hash: str
+    outside: bool = False
+    """A symbolic link leading out of its scan root: never a keeper while a group has
+    another member (the review page refuses to show such a file, and a keeper must stay)."""
 
 
 def keeper_key(policy: str) -> Callable[[Candidate], tuple[object, ...]]:
@@ -92,7 +95,8 @@ def build_groups(
 
     `not_duplicates` holds content-hash pairs (sorted) the user marked: such a pair is
     never a duplicate. A member whose content is in `keep_marks` (the user's choice)
-    is the keeper, before the policy. Groups come largest first, then by keeper path.
+    is the keeper, before the policy. Links leading out of their root (`outside`) are
+    keepers only when every member is one. Groups come largest first, then by keeper path.
     """
     key = keeper_key(keep)
     marked = set(not_duplicates)
@@ -116,6 +120,7 @@ def build_groups(
         if len(part) < 2:
             continue
         pool = [candidates[n] for n in part]
+        pool = [c for c in pool if not c.outside] or pool
         user = [c for c in pool if c.hash in chosen]
         keeper = min(user or pool, key=key)
         linked = edges[keeper.id]

@@ -9,21 +9,29 @@ from pathlib import Path
 from lookalike.index import Index, open_index
 from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanStats
 from lookalike.scan.groups import Candidate, GroupPlan, build_groups
-from lookalike.scan.walk import ScanError
+from lookalike.scan.walk import ScanError, leads_out_of
 
 
 def candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]:
+    """The files that can take part in groups (readable, not another path of a file)."""
     where = "error IS NULL AND same_as IS NULL AND hash IS NOT NULL"
     params: tuple[object, ...] = ()
     if scan_id is not None:
         where += " AND seen = ?"
         params = (scan_id,)
+    roots = {r.id: r.path for r in store.roots()}
     rows = store.conn.execute(
         "SELECT id, shown, COALESCE(width, 0), COALESCE(height, 0), size, mtime_ns, "
-        f"walk_order, hash FROM files WHERE {where}",
+        f"walk_order, hash, is_link, path, root_id FROM files WHERE {where}",
         params,
     )
-    return {int(r[0]): Candidate(int(r[0]), *r[1:]) for r in rows}
+    out = {}
+    for fid, shown, width, height, size, mtime_ns, order, digest, is_link, path, root in rows:
+        outside = bool(is_link) and leads_out_of(path, roots.get(root))
+        out[int(fid)] = Candidate(
+            int(fid), shown, width, height, size, mtime_ns, order, digest, outside
+        )
+    return out
 
 
 def read_result(

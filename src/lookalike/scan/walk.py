@@ -52,6 +52,14 @@ def absolute(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(path))
 
 
+def leads_out_of(path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> bool:
+    """Whether a path, its symbolic links followed, ends outside its scan root (or has none)."""
+    if root is None:
+        return True
+    real, home = os.path.realpath(path), os.path.realpath(root)
+    return real != home and not real.startswith(home.rstrip(os.sep) + os.sep)
+
+
 def scan_roots(
     roots: Sequence[str | os.PathLike[str]], listed: Sequence[str | os.PathLike[str]]
 ) -> list[tuple[Path, str]]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
 from lookalike.records import FileError, Move, Quarantine
 from lookalike.scan import GroupPlan, ScanError, quarantine, read_manifest, regroup, restore
+from lookalike.scan.walk import leads_out_of
 from lookalike.web.pictures import Refused, Source
 from lookalike.web.views import (
     Cutoffs,
@@ -296,6 +297,12 @@ class Review:
                 raise ReviewError(
                     f"{row.shown} is not in its place (quarantined, gone or changed); "
                     "restore it or rescan before making it a keeper"
+                )
+            home = {r.id: r.path for r in store.roots()}.get(row.root_id or -1)
+            if os.path.islink(row.path) and leads_out_of(row.path, home):
+                raise ReviewError(
+                    f"{row.shown} is a link leading out of its scanned folder; "
+                    "a keeper must be a file inside it"
                 )
             stored = self._cached(
                 "stored", None, lambda: {f: g.id for g in store.groups() for f, _ in g.members}
