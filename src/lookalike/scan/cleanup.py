@@ -29,6 +29,8 @@ from lookalike.scan.run import index_lock
 from lookalike.scan.walk import ScanError, absolute
 
 _CHUNK = 1 << 20
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES)
+"""Why a hard link can fail where a copy still works (another file system, no links)."""
 _PARTIAL = ".lookalike-partial-"
 """Name prefix of the hidden file a copy is made in before it gets its own name."""
 
@@ -93,7 +95,7 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
     except FileNotFoundError:
         raise _Refused("vanished before it could be moved") from None
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
+        if exc.errno not in _NO_LINK:
             raise _Refused(f"cannot move ({exc.strerror})") from None
         _copy_into_place(src, dst, sha256)
     _fsync_dir(dst.parent)
@@ -147,7 +149,9 @@ def _name_copy(part: Path, dst: Path) -> None:
         os.link(part, dst)
     except FileExistsError:
         raise _Refused(f"name clash: {dst} already exists") from None
-    except OSError:  # no hard links on this file system: rename, once the name is free
+    except OSError as exc:  # no hard links on this file system: rename, once the name is free
+        if exc.errno not in _NO_LINK:
+            raise
         if os.path.lexists(dst):
             raise _Refused(f"name clash: {dst} already exists") from None
         os.rename(part, dst)
@@ -383,7 +387,12 @@ def _restore_one(move: Move) -> str | None:
             return f"cannot read ({exc.strerror}); both copies left as they are"
         if not same:
             return f"both {move.src} and {move.dst} exist and differ; both left as they are"
-        os.unlink(move.dst)
+        try:
+            os.unlink(move.dst)
+        except FileNotFoundError:
+            pass  # another restore of this manifest got there first
+        except OSError as exc:
+            return f"back in place, but its copy {move.dst} cannot be removed ({exc.strerror})"
         return None
     if not dst_there:
         return f"missing from the quarantine folder ({move.dst})"
