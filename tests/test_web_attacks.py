@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,7 +27,7 @@ from lookalike.index import open_index
 from lookalike.scan import KEEP_POLICIES, Candidate, build_groups, scan_folder
 from lookalike.web import create_app
 from scan_support import content_model
-from web_support import REVIEW_CUTOFFS, running_server, scan_review_folder
+from web_support import REVIEW_CUTOFFS, chromium, running_server, scan_review_folder
 
 TOKEN = "x-lookalike-token"
 SECRETS = (b"root:", b"[project]", b"def create_app", b"lookalike-token")
@@ -295,10 +296,16 @@ HOSTILE_NAMES = [
 ]
 
 
-def test_hostile_file_names_are_data_in_every_answer(
-    synthetic_folder: SyntheticFolder, tmp_path: Path
-) -> None:
-    """The names come back as JSON strings, exactly, and the page has no copy of them."""
+@dataclass
+class Hostile:
+    url: str
+    folder: Path  # its name is HTML too
+    quarantine: Path
+
+
+@pytest.fixture()
+def hostile(synthetic_folder: SyntheticFolder, tmp_path: Path) -> Iterator[Hostile]:
+    """A served folder with byte copies of original_2 under every name of HOSTILE_NAMES."""
     photos = Path(shutil.copytree(synthetic_folder.root, tmp_path / "photos"))
     folder = photos / '"><img src=x onerror=alert(9)>'
     folder.mkdir()
@@ -306,18 +313,81 @@ def test_hostile_file_names_are_data_in_every_answer(
         shutil.copyfile(photos / "original_2.png", folder / name)
     index = tmp_path / "idx.lookalike"
     scan_folder([photos], index, model=content_model(), workers=1)
-    app = create_app(index, quarantine_to=tmp_path / "q", cache_dir=tmp_path / "cache")
+    quarantine = tmp_path / "q"
+    app = create_app(index, quarantine_to=quarantine, cache_dir=tmp_path / "cache")
     with running_server(app) as url:
-        page = httpx.get(url, timeout=30)
-        answer = httpx.get(url + "api/groups", timeout=30)
+        yield Hostile(url, folder, quarantine)
+
+
+def test_hostile_file_names_are_data_in_every_answer(hostile: Hostile) -> None:
+    """The names come back as JSON strings, exactly, and the page has no copy of them."""
+    page = httpx.get(hostile.url, timeout=30)
+    answer = httpx.get(hostile.url + "api/groups", timeout=30)
     assert page.headers["content-type"].startswith("text/html")
     assert not any(name.split(".")[0] in page.text for name in HOSTILE_NAMES[:5])
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["x-content-type-options"] == "nosniff"
     paths = {m["file"]["path"] for g in answer.json()["groups"] for m in g["members"]}
-    assert {str(folder / name) for name in HOSTILE_NAMES} <= paths
+    assert {str(hostile.folder / name) for name in HOSTILE_NAMES} <= paths
     assert "script-src 'self'" in answer.headers["content-security-policy"]
     assert "unsafe-inline" not in page.headers["content-security-policy"]
+
+
+_INJECTED = (
+    "return [window.pwned, document.title,"
+    ' document.querySelectorAll(\'iframe, svg, script:not([src]), img[src="x"],'
+    " [onerror], [onload], [onmouseover]').length]"
+)
+
+
+@pytest.mark.slow
+def test_hostile_file_names_run_nothing_in_a_browser(hostile: Hostile, tmp_path: Path) -> None:
+    """Shown as text in the groups, the pair view, the quarantine confirmation and its
+    outcome; no element or script of theirs ever appears."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chromium(tmp_path / "profile")
+    try:
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        browser.get(hostile.url)
+        wait.until(lambda d: d.find_elements("css selector", "article.group"))
+        title = browser.title
+        shown = {}  # each tile's path (its title) -> the text of its folder and name lines
+        for tile in browser.find_elements("css selector", "figure.member"):
+            lines = tile.find_elements("css selector", ".folder, .name")
+            shown[tile.get_attribute("title")] = "".join(e.text for e in lines[::-1])
+        for name in HOSTILE_NAMES:
+            path = str(hostile.folder / name)
+            assert " ".join(shown[path].split()) == " ".join(path.split()), path
+        assert browser.execute_script(_INJECTED) == [None, title, 0]
+
+        def hostile_tiles() -> list[Any]:
+            return [
+                t
+                for t in browser.find_elements("css selector", "figure.member:not(.keeper)")
+                if str(hostile.folder) in (t.get_attribute("title") or "")
+            ]
+
+        hostile_tiles()[0].find_element("css selector", "button.thumb").click()
+        wait.until(lambda d: d.find_element("id", "pair-view").is_displayed())
+        assert browser.execute_script(_INJECTED) == [None, title, 0]
+        browser.find_element("css selector", "body").send_keys("\ue00c")  # Escape
+        wait.until(lambda d: not d.find_element("id", "pair-view").is_displayed())
+
+        for tile in hostile_tiles():  # (clicked by script: the selection bar may cover them)
+            box = tile.find_element("css selector", "input.mark-quarantine")
+            browser.execute_script("arguments[0].click()", box)
+        browser.find_element("id", "review-quarantine").click()
+        wait.until(lambda d: d.find_element("id", "confirm-view").is_displayed())
+        listed = browser.find_element("id", "confirm-body").text
+        assert str(hostile.folder / HOSTILE_NAMES[0]) in listed
+        assert browser.execute_script(_INJECTED) == [None, title, 0]
+        browser.find_element("id", "confirm-quarantine").click()
+        wait.until(lambda d: "Moved" in d.find_element("id", "message").text)
+        assert list(hostile.quarantine.rglob("*.png"))
+        assert browser.execute_script(_INJECTED) == [None, title, 0]
+    finally:
+        browser.quit()
 
 
 # -- no change without the token ---------------------------------------------------------------
