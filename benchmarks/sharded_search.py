@@ -1,22 +1,27 @@
-"""Distributed scale: sharded pair search under a memory cap and on Ray; the Ray embedding stage.
+"""Sharded pair search under a memory cap, against brute force; the same search on Ray.
 
-    python benchmarks/sharded_search.py --n 300000 --shard-rows 20000 --budget-mb 48 \
-        --photos /work/shared/photos --photos-count 400 --json-out benchmarks/results/sharded.json
+    python benchmarks/sharded_search.py --n 200000 --shard-rows 10000 --budget-mb 32 \
+        --ivf-shard-rows 50000 --ivf-budget-mb 112 --photos /work/shared/photos \
+        --json-out benchmarks/results/sharded_search.json
 
-1. Writes N synthetic 128-d embeddings (`ann_scale.planted_vectors`: topics plus planted
-   near-copies) as Parquet shards with the schema of `lookalike.distributed`.
-2. Brute force: every pair at or above the scan's review cut-off, all vectors in memory,
-   block by block (float32 products, candidates re-scored in float64).
-3. Capped: a one-core subprocess (like one Ray task) limits its address space
-   (RLIMIT_AS) to what it holds after importing its libraries and running one search
-   block on random data, plus `--budget-mb`, then runs
-   `find_pairs_sharded(engine="local")`; a second capped subprocess tries to load every
-   vector at once and must fail. The pairs must equal brute force.
-4. Ray: the same search as one Ray task per shard on a local Ray instance (all cores).
-5. Inverted-file shards: the search with `exact_limit` below the shard size (each shard
-   an IndexIVFFlat, 16 cells probed), time and recall against brute force.
-6. Embedding (with `--photos`): `embed_all` on this machine vs the Ray Data pipeline
-   (`embed_to_shards`) on the same photos, images per second.
+N synthetic 128-d unit embeddings (`ann_scale.planted_vectors`: topics plus planted
+near-copies), searched at the cosine of the scan's review cut-off (the bundled model's
+min_similarity - 0.03), where pairs are most numerous. Brute force finds every pair
+with all vectors in this process: the truth for everything below.
+
+1. Exact shards: the vectors as Parquet shards of `--shard-rows` (the schema of
+   `lookalike.distributed`). `--processes` capped processes (default one per core, as
+   Ray runs one task per core) run the shard tasks between them: each task is
+   `lookalike.distributed.search.search_shard`, what `find_pairs_sharded` runs as a Ray
+   task. Each process limits its address space (RLIMIT_AS) to what it holds after
+   importing its libraries and running one search block, plus `--budget-mb`. Their
+   pairs, merged, must equal brute force; one more process under the same cap tries to
+   load every vector at once and must fail. Then the same search as Ray tasks on a
+   local Ray instance (`find_pairs_sharded(engine="ray")`, all cores; skip: `--no-ray`).
+2. Inverted-file shards (`--ivf-shard-rows`, above the scan's `exact_limit`; 0 skips):
+   each task builds an IndexIVFFlat over its shard (16 cells probed) and queries every
+   shard; capped processes again (`--ivf-budget-mb`); recall against brute force.
+3. Embedding (`--photos`): `embed_all` here vs the Ray Data pipeline, same photos.
 """
 
 from __future__ import annotations
@@ -30,12 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine  # type: ignore[import-not-found]
+from _common import write_results  # type: ignore[import-not-found]
 from ann_scale import planted_vectors  # type: ignore[import-not-found]
+
+MB = 2**20
 
 
 def _status(key: str) -> int:
@@ -86,56 +94,66 @@ def brute_force(x: np.ndarray, min_cosine: float, block: int = 2048) -> set[tupl
 
 
 def capped_worker(spec_path: str) -> None:
-    """Run inside a subprocess: cap the address space, then search (or load everything)."""
+    """Run inside a subprocess: cap the address space, then run shard tasks (or load all)."""
     import io
 
     import pyarrow.parquet as pq
 
-    from lookalike.distributed import find_pairs_sharded, read_vectors, shard_table
+    from lookalike.distributed import read_vectors, shard_offsets, shard_table
+    from lookalike.distributed.search import search_shard
+    from lookalike.index import build_search
 
     spec = json.loads(Path(spec_path).read_text())
-    # Start FAISS's and Arrow's thread pools before the cap: their stacks are the
-    # libraries' fixed cost, not the search's.
+    # Start BLAS's (NumPy's and FAISS's own) and Arrow's buffers and pools before the cap:
+    # they are the libraries' fixed cost, not the search's.
     dim = pq.read_schema(spec["shards"][0]).field("vector").type.list_size
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(4096, dim)).astype(np.float32)
-    _ = queries @ rng.normal(size=(512, dim)).astype(np.float32).T  # BLAS's buffers
+    _ = queries @ rng.normal(size=(256, dim)).astype(np.float32).T
     del queries, _
+    sample = rng.normal(size=(4096, dim)).astype(np.float32)
+    build_search(sample, exact_limit=100).range_search(sample[:256], 0.9)  # FAISS's BLAS
+    del sample
     buffer = io.BytesIO()
     pq.write_table(shard_table([0], ["a"], np.eye(1, 8), [(1, 1)], [None]), buffer)
     buffer.seek(0)
     pq.read_table(buffer)
+    offsets = shard_offsets(spec["shards"]).tolist()
     with contextlib.suppress(OSError):  # restart the RSS peak (VmHWM) from here
         Path("/proc/self/clear_refs").write_text("5")
     base, base_rss = _status("VmSize"), _status("VmRSS")
-    cap = base + spec["budget_mb"] * 2**20
+    cap = base + spec["budget_mb"] * MB
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    started = time.perf_counter()
-    out: dict[str, Any] = {"base_mb": base / 2**20, "cap_mb": cap / 2**20}
+    started, cpu = time.perf_counter(), time.process_time()
+    out: dict[str, Any] = {"tasks": spec.get("tasks", []), "libraries_mb": base / MB}
+    out["cap_mb"] = cap / MB
     if spec["mode"] == "search":
-        found = find_pairs_sharded(
-            spec["shards"], spec["min_cosine"], engine="local", exact_limit=spec["exact_limit"]
-        )
-        np.savez(spec["out"], i=found.i, j=found.j, cosine=found.cosine)
-        out["pairs"] = len(found)
+        parts = [
+            search_shard(spec["shards"], offsets, j, spec["min_cosine"], spec["exact_limit"])
+            for j in spec["tasks"]
+        ]
+        i, j, cosine = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        np.savez(spec["out"], i=i, j=j, cosine=cosine)
     else:
         try:
             vectors = np.concatenate([read_vectors(s) for s in spec["shards"]])
-            out["loaded"] = f"all {vectors.nbytes / 2**20:.0f} MB loaded"
+            out["loaded"] = f"all {vectors.nbytes / MB:.0f} MB loaded"
         except MemoryError as exc:  # pyarrow's ArrowMemoryError is one too
             out["loaded"] = f"failed: {type(exc).__name__}"
     out["seconds"] = time.perf_counter() - started
-    out["rss_growth_mb"] = (_status("VmHWM") - base_rss) / 2**20
-    out["address_space_growth_mb"] = (_status("VmPeak") - base) / 2**20
+    out["cpu_seconds"] = time.process_time() - cpu
+    out["base_rss_mb"] = base_rss / MB
+    out["peak_rss_mb"] = _status("VmHWM") / MB
+    out["rss_growth_mb"] = (_status("VmHWM") - base_rss) / MB
+    out["address_space_growth_mb"] = (_status("VmPeak") - base) / MB
     print(json.dumps(out))
 
 
-def run_capped(spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    path = work / f"spec-{spec['mode']}.json"
+def _start_capped(spec: dict[str, Any], path: Path) -> subprocess.Popen[str]:
     path.write_text(json.dumps(spec))
-    # One core, like one Ray task. glibc reserves 64 MB of address space per thread
-    # arena and Arrow's default allocator more: plain malloc with two arenas keeps the
-    # address space close to what is used.
+    # One core per process, like one Ray task. glibc reserves 64 MB of address space per
+    # thread arena and Arrow's default allocator more: plain malloc with two arenas keeps
+    # the address space close to what is used.
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -144,20 +162,144 @@ def run_capped(spec: dict[str, Any], work: Path) -> dict[str, Any]:
         "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
         "ARROW_DEFAULT_MEMORY_POOL": "system",
     }
-    done = subprocess.run(
-        [sys.executable, __file__, "--capped-worker", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    command = [sys.executable, __file__, "--capped-worker", str(path)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    if done.returncode != 0:
-        raise SystemExit(f"capped worker failed (exit {done.returncode}):\n{done.stderr}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def pair_set(found: Any) -> set[tuple[int, int]]:
-    return set(zip(found.i.tolist(), found.j.tolist(), strict=True))
+def _finish(process: subprocess.Popen[str]) -> dict[str, Any]:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"capped worker failed (exit {process.returncode}):\n{stderr}")
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
+
+
+def _share_tasks(costs: Sequence[float], processes: int) -> list[list[int]]:
+    """Shard tasks dealt to processes, largest first to the least loaded (as a pool would)."""
+    loads = [0.0] * processes
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    for j in sorted(range(len(costs)), key=lambda k: -costs[k]):
+        k = loads.index(min(loads))
+        shares[k].append(j)
+        loads[k] += costs[j]
+    return [sorted(s) for s in shares if s]
+
+
+def capped_search(
+    shards: list[Path], cut: float, exact_limit: int, budget_mb: int, processes: int, work: Path
+) -> tuple[set[tuple[int, int]], np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every shard task in `processes` capped processes at once; their pairs merged."""
+    from lookalike.distributed.shards import vector_rows
+
+    rows = [vector_rows(s) for s in shards]
+    exact = max(rows) <= exact_limit
+    # An exact task j queries shards 0..j; an inverted-file task queries every shard.
+    costs = [r * (sum(rows[: j + 1]) if exact else 1) for j, r in enumerate(rows)]
+    spec = {"shards": [str(s) for s in shards], "min_cosine": cut, "budget_mb": budget_mb}
+    spec.update(exact_limit=exact_limit, mode="search")
+    started = time.perf_counter()
+    running = [
+        _start_capped(
+            {**spec, "tasks": tasks, "out": str(work / f"pairs-{k}.npz")}, work / f"spec-{k}.json"
+        )
+        for k, tasks in enumerate(_share_tasks(costs, processes))
+    ]
+    figures = [_finish(p) for p in running]
+    seconds = time.perf_counter() - started
+    parts = [np.load(work / f"pairs-{k}.npz") for k in range(len(figures))]
+    i = np.concatenate([p["i"] for p in parts])
+    j = np.concatenate([p["j"] for p in parts])
+    _, first = np.unique(i * (sum(rows) + 1) + j, return_index=True)
+    i, j = i[first], j[first]
+    load = _finish(_start_capped({**spec, "mode": "load"}, work / "spec-load.json"))
+    summary = {
+        "processes": figures,
+        "wall_seconds": seconds,
+        "cpu_seconds": sum(f["cpu_seconds"] for f in figures),
+        "pairs": len(i),
+        "exact_search": exact,
+        "all_at_once": load["loaded"],
+    }
+    return set(zip(i.tolist(), j.tolist(), strict=True)), i, j, summary
+
+
+def _describe(label: str, capped: dict[str, Any], budget: int) -> None:
+    first = capped["processes"][0]
+    peaks = ", ".join(f"{p['peak_rss_mb']:.0f}" for p in capped["processes"])
+    growth = max(p["rss_growth_mb"] for p in capped["processes"])
+    print(
+        f"{label}: {len(capped['processes'])} capped processes (libraries "
+        f"{first['libraries_mb']:.0f} MB of address space + budget {budget} MB each): "
+        f"{capped['pairs']:,} pairs in {capped['wall_seconds']:.1f} s "
+        f"({capped['cpu_seconds']:.0f} CPU s), peak RSS {peaks} MB (at most {growth:.0f} MB "
+        f"above the libraries); loading every vector under the same cap: "
+        f"{capped['all_at_once']}"
+    )
+
+
+def search_runs(args: argparse.Namespace, cut: float, work: Path) -> dict[str, Any]:
+    """Steps 1 and 2: exact and inverted-file shards, capped and on Ray, against brute force."""
+    x = planted_vectors(args.n, args.dim, seed=0)
+    report: dict[str, Any] = {"vectors": args.n, "dim": args.dim, "vectors_mb": x.nbytes / MB}
+    started = time.perf_counter()
+    truth = brute_force(x, cut)
+    report["brute_force"] = {"seconds": time.perf_counter() - started, "pairs": len(truth)}
+    print(
+        f"{args.n:,} vectors ({report['vectors_mb']:.0f} MB); brute force (all in memory): "
+        f"{len(truth):,} pairs in {report['brute_force']['seconds']:.1f} s"
+    )
+    runs = [("exact", args.shard_rows, args.shard_rows, args.budget_mb)]
+    if args.ivf_shard_rows:
+        runs.append(("ivf", args.ivf_shard_rows, args.exact_limit, args.ivf_budget_mb))
+    for name, rows, exact_limit, budget in runs:
+        shards = write_shards(x, work / name, rows)
+        run: dict[str, Any] = {"shard_rows": rows, "shards": len(shards)}
+        run.update(
+            exact_limit=exact_limit,
+            parquet_mb=sum(s.stat().st_size for s in shards) / MB,
+            budget_mb=budget,
+        )
+        got, i, j, capped = capped_search(shards, cut, exact_limit, budget, args.processes, work)
+        cosine = np.einsum("ij,ij->i", x[i].astype(np.float64), x[j].astype(np.float64))
+        capped.update(
+            equal_to_brute_force=got == truth,
+            recall=len(got & truth) / max(1, len(truth)),
+            false_pairs=len(got - truth),
+            pairs_below_cut=int(np.count_nonzero(cosine < cut)),
+        )
+        run["capped"] = capped
+        _describe(f"{name}, {len(shards)} shards of {rows:,}", capped, budget)
+        print(
+            f"  against brute force: equal {capped['equal_to_brute_force']}, recall "
+            f"{capped['recall']:.4f}, false pairs {capped['false_pairs']}"
+        )
+        if name == "exact":
+            run["pairs_per_core_second"] = args.n * (args.n - 1) / 2 / capped["cpu_seconds"]
+        else:
+            run["query_shards_per_core_second"] = args.n * len(shards) / capped["cpu_seconds"]
+        if name == "exact" and not args.no_ray:
+            run["ray"] = ray_search(shards, cut, rows, truth)
+        report[name] = run
+    return report
+
+
+def ray_search(
+    shards: list[Path], cut: float, exact_limit: int, truth: set[tuple[int, int]]
+) -> dict[str, Any]:
+    """The same search as one Ray task per shard, on a local Ray instance (all cores)."""
+    from lookalike.distributed import find_pairs_sharded, ray_cluster
+
+    cores = os.cpu_count() or 1
+    with ray_cluster(num_cpus=cores):
+        started = time.perf_counter()
+        found = find_pairs_sharded(shards, cut, engine="ray", exact_limit=exact_limit)
+        seconds = time.perf_counter() - started
+    equal = set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == truth
+    print(
+        f"  Ray, {cores} cores, one task per shard: {seconds:.1f} s, equal to brute force: {equal}"
+    )
+    return {"seconds": seconds, "cores": cores, "equal_to_brute_force": equal}
 
 
 def embedding_rates(photos: Path, count: int, work: Path) -> dict[str, Any]:
@@ -191,125 +333,53 @@ def embedding_rates(photos: Path, count: int, work: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300_000, help="vectors")
+    parser.add_argument("--n", type=int, default=200_000, help="Vectors.")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--shard-rows", type=int, default=20_000)
-    parser.add_argument("--budget-mb", type=int, default=48, help="memory above the libraries")
+    parser.add_argument("--shard-rows", type=int, default=10_000, help="Exact shards' rows.")
+    parser.add_argument("--budget-mb", type=int, default=32, help="Memory above the libraries.")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ivf-shard-rows", type=int, default=50_000, help="0: no step 2.")
+    parser.add_argument("--ivf-budget-mb", type=int, default=112)
+    parser.add_argument("--exact-limit", type=int, default=None, help="Default: the scan's.")
     parser.add_argument("--min-similarity", type=float, default=None)
-    parser.add_argument("--ivf-rows", type=int, default=0, help="shard rows for step 5 (0: skip)")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray steps (4 and 6)")
+    parser.add_argument("--no-ray", action="store_true", help="Skip the Ray steps.")
     parser.add_argument("--photos", type=Path, default=None)
     parser.add_argument("--photos-count", type=int, default=400)
-    parser.add_argument("--work", type=Path, default=None, help="folder for the shards")
+    parser.add_argument("--work", type=Path, default=None, help="Folder for the shards.")
     parser.add_argument("--json-out", type=Path, default=None)
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long run for the tests")
+    parser.add_argument("--tiny", action="store_true", help="A seconds-long run for the tests.")
     parser.add_argument("--capped-worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.capped_worker:
         capped_worker(args.capped_worker)
-        return
-    if args.tiny:
-        args.n, args.shard_rows, args.budget_mb, args.ivf_rows = 6000, 1500, 64, 3000
+        return 0
+    from lookalike.index import EXACT_LIMIT
     from lookalike.model import load_model
     from lookalike.scan.run import REVIEW_MARGIN
 
-    ms = args.min_similarity or load_model().min_similarity
-    cut = 2.0 * (ms - REVIEW_MARGIN) - 1.0
-    report: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv)}
-    report.update(n=args.n, dim=args.dim, shard_rows=args.shard_rows, min_cosine=cut)
+    if args.tiny:
+        args.n, args.shard_rows, args.budget_mb = 6000, 1500, 64
+        args.ivf_shard_rows, args.ivf_budget_mb, args.exact_limit = 3000, 64, 1000
+    args.exact_limit = args.exact_limit or EXACT_LIMIT
+    similarity = args.min_similarity or load_model().min_similarity
+    cut = 2.0 * (similarity - REVIEW_MARGIN) - 1.0
+    figures: dict[str, Any] = {"min_similarity": similarity - REVIEW_MARGIN, "min_cosine": cut}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
-        x = planted_vectors(args.n, args.dim, seed=0)
-        shards = write_shards(x, work / "shards", args.shard_rows)
-        report["vectors_mb"] = x.nbytes / 2**20
-        report["shards"] = len(shards)
-        report["parquet_bytes_per_row"] = sum(s.stat().st_size for s in shards) / args.n
-        started = time.perf_counter()
-        truth = brute_force(x, cut)
-        report["brute_force"] = {"seconds": time.perf_counter() - started, "pairs": len(truth)}
-        brute = report["brute_force"]
-        print(
-            f"{args.n:,} vectors ({report['vectors_mb']:.0f} MB) in {len(shards)} shards; "
-            f"brute force: {len(truth):,} pairs in {brute['seconds']:.1f} s"
-        )
-
-        spec = {"shards": [str(s) for s in shards], "min_cosine": cut, "budget_mb": args.budget_mb}
-        spec.update(exact_limit=args.shard_rows, out=str(work / "capped.npz"))
-        capped = run_capped({**spec, "mode": "search"}, work)
-        saved = np.load(work / "capped.npz")
-        got = set(zip(saved["i"].tolist(), saved["j"].tolist(), strict=True))
-        capped["equal_to_brute_force"] = got == truth
-        capped["all_at_once"] = run_capped({**spec, "mode": "load"}, work)["loaded"]
-        report["capped"] = capped
-        print(
-            f"capped process (libraries {capped['base_mb']:.0f} MB + budget "
-            f"{args.budget_mb} MB = cap {capped['cap_mb']:.0f} MB): {capped['pairs']:,} pairs "
-            f"in {capped['seconds']:.1f} s, RSS growth {capped['rss_growth_mb']:.0f} MB, "
-            f"equal to brute force: {capped['equal_to_brute_force']}; loading every vector "
-            f"under the same cap: {capped['all_at_once']}"
-        )
-
-        if not args.no_ray:
-            from lookalike.distributed import find_pairs_sharded, ray_cluster
-
-            cores = os.cpu_count() or 1
-            with ray_cluster(num_cpus=cores):
-                started = time.perf_counter()
-                found = find_pairs_sharded(shards, cut, engine="ray", exact_limit=args.shard_rows)
-                seconds = time.perf_counter() - started
-            report["ray"] = {
-                "seconds": seconds,
-                "cores": cores,
-                "equal_to_brute_force": pair_set(found) == truth,
-            }
-            print(
-                f"Ray, {cores} cores, one task per shard: {seconds:.1f} s, "
-                f"equal to brute force: {report['ray']['equal_to_brute_force']}"
-            )
-        pairs_total = args.n * (args.n - 1) / 2
-        report["exact_pairs_per_core_s"] = pairs_total / report["capped"]["seconds"]
-        print(f"exact search: {report['exact_pairs_per_core_s']:.3g} vector pairs per core-second")
-
-        if args.ivf_rows:
-            from lookalike.distributed import find_pairs_sharded
-
-            ivf_shards = write_shards(x, work / "ivf", args.ivf_rows)
-            started = time.perf_counter()
-            found = find_pairs_sharded(ivf_shards, cut, engine="local", exact_limit=1000)
-            seconds = time.perf_counter() - started
-            got = pair_set(found)
-            report["ivf"] = {
-                "shard_rows": args.ivf_rows,
-                "shards": len(ivf_shards),
-                "seconds": seconds,
-                "pairs": len(got),
-                "recall": len(got & truth) / max(1, len(truth)),
-                "false_pairs": len(got - truth),
-                "queries_per_shard_core_s": args.n
-                * len(ivf_shards)
-                / seconds
-                / (os.cpu_count() or 1),
-            }
-            ivf = report["ivf"]
-            print(
-                f"inverted-file shards ({len(ivf_shards)} x {args.ivf_rows:,}): "
-                f"{seconds:.1f} s, recall {ivf['recall']:.4f}, "
-                f"{ivf['queries_per_shard_core_s']:.3g} query-shards per core-second"
-            )
-
+        figures.update(search_runs(args, cut, work))
         if args.photos and not args.no_ray:
             rates = embedding_rates(args.photos, args.photos_count, work)
-            report["embedding"] = rates
+            figures["embedding"] = rates
             print(
                 f"embedding {rates['photos']} photos: local {rates['local_images_per_s']:.1f}"
                 f" images/s, Ray pipeline {rates['ray_images_per_s']:.1f} images/s"
             )
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report, indent=1))
+        write_results(args.json_out, "sharded_search.py", argv, figures)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

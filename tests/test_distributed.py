@@ -380,10 +380,13 @@ def test_benchmark_runs_in_its_tiny_mode(tmp_path: Path) -> None:
     out = tmp_path / "sharded.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "sharded_search.py"), "--tiny", "--no-ray",
-         "--json-out", str(out)],
+         "--processes", "2", "--json-out", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    assert report["capped"]["equal_to_brute_force"] and report["shards"] == 4
-    assert report["ivf"]["false_pairs"] == 0 and 0.9 <= report["ivf"]["recall"] <= 1.0
+    exact, ivf = report["exact"], report["ivf"]
+    assert exact["capped"]["equal_to_brute_force"] and exact["shards"] == 4
+    assert len(exact["capped"]["processes"]) == 2 and exact["capped"]["exact_search"]
+    assert not ivf["capped"]["exact_search"] and ivf["capped"]["false_pairs"] == 0
+    assert 0.9 <= ivf["capped"]["recall"] <= 1.0

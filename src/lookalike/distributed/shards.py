@@ -106,7 +106,7 @@ def vector_rows(shard: str | os.PathLike[str]) -> int:
 
 def iter_vectors(shard: str | os.PathLike[str], rows: int = 8192) -> Iterator[np.ndarray]:
     """A shard's non-null vectors in file order, at most `rows` at a time (bounded memory)."""
-    handle = pq.ParquetFile(shard)
+    handle = pq.ParquetFile(shard, pre_buffer=False)  # pre-buffering reads the whole column
     try:
         for batch in handle.iter_batches(batch_size=rows, columns=["vector"], use_threads=False):
             block = vectors_of(batch)
