@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,6 +308,36 @@ def test_cli_scan_with_the_ray_engine(ray_instance: object, photos: Path, tmp_pa
     assert [g["duplicates"] for g in local["groups"]] == [g["duplicates"] for g in remote["groups"]]
     assert local["errors"] == remote["errors"]
     assert (tmp_path / "ray.idx.shards").is_dir() and not (tmp_path / "local.idx.shards").exists()
+
+
+@pytest.mark.slow
+def test_cli_scan_joins_an_existing_cluster(
+    ray_instance: Any, photos: Path, tmp_path: Path
+) -> None:
+    """`--address`: another process's scan runs on this module's Ray instance, left running."""
+    from lookalike.cli import app
+
+    address = ray_instance.get_runtime_context().gcs_address
+    index = tmp_path / "joined.idx"
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "scan", str(photos), "--index", str(index),
+         "--engine", "ray", "--address", address, "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    joined = json.loads(done.stdout)
+    local = json.loads(
+        CliRunner()
+        .invoke(app, ["scan", str(photos), "--index", str(tmp_path / "local.idx"), "--json"])
+        .stdout
+    )
+    assert [(g["keep"], g["duplicates"]) for g in joined["groups"]] == [
+        (g["keep"], g["duplicates"]) for g in local["groups"]
+    ]
+    assert joined["errors"] == local["errors"] and len(joined["errors"]) == 3
+    (job,) = (tmp_path / "joined.idx.shards").iterdir()
+    assert (job / "manifest.json").is_file()
+    assert all(node["Alive"] for node in ray_instance.nodes())  # the cluster is still up
 
 
 def _die_on(
