@@ -35,7 +35,7 @@ FILES_PER_TASK = 256
 """Files per input block: the unit of work a decode task takes (and retries)."""
 
 SHARD_ROWS = 100_000
-"""Rows written per Parquet shard at least (when a job has that many): ~50 MB at 128-d."""
+"""Rows written per Parquet shard at least (when a job has that many): ~80 MB at 128-d."""
 
 
 class DistributedError(Exception):
