@@ -43,7 +43,7 @@ class OnnxEncoder:
             torch.onnx.export(
                 encoder,
                 (example,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
                 input_names=["pixels"],
                 output_names=["embedding"],
                 dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
