@@ -212,7 +212,8 @@ def load_prepared(path: str | os.PathLike[str], preprocess: Preprocess) -> np.nd
 
 def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
     """uint8 NHWC batch -> standardised float NCHW tensor in channels-last memory."""
-    x = torch.from_numpy(np.ascontiguousarray(batch)).float().div_(255.0)
+    # np.require copies only read-only or non-contiguous input (torch warns on read-only).
+    x = torch.from_numpy(np.require(batch, requirements=["C", "W"])).float().div_(255.0)
     x = x.permute(0, 3, 1, 2)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     spread = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(preprocess.min_spread)
