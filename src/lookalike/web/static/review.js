@@ -66,7 +66,9 @@
 
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const split = (path) => {
-    const cut = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")) + 1;
+    // "\\" separates folders only in Windows paths; elsewhere it is part of a file name.
+    const windows = /^([A-Za-z]:\\|\\\\)/.test(path);
+    const cut = (windows ? path.lastIndexOf("\\") : path.lastIndexOf("/")) + 1;
     return [path.slice(cut), path.slice(0, cut)];
   };
   const pathLines = (path) => {
