@@ -133,7 +133,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def _png_declaring(width: int, height: int) -> bytes:
+def png_declaring(width: int, height: int) -> bytes:
     """A small valid-looking PNG whose header declares `width` x `height` RGB pixels."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
@@ -360,7 +360,7 @@ def _broken(w: _Writer) -> None:
     w.broken(
         "PNG declaring 100000x100000",
         "broken/huge.png",
-        _png_declaring(100_000, 100_000),
+        png_declaring(100_000, 100_000),
         "too large",
     )
     w.broken(
@@ -372,7 +372,7 @@ def _broken(w: _Writer) -> None:
     w.broken(
         "PNG declaring zero width",
         "broken/zero_width.png",
-        _png_declaring(0, 10),
+        png_declaring(0, 10),
         "corrupt or truncated PNG file",
     )
     tiff = bytearray(_encode(_picture(54), "TIFF"))

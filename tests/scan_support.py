@@ -8,9 +8,13 @@ different pictures do not. It goes through the real decode/preprocess/embed pipe
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from conftest import make_picture
 from lookalike.model import Calibration, Encoder, EncoderConfig, Model, Preprocess
 
 
@@ -39,3 +43,14 @@ def content_model(seed: int = 0, min_similarity: float = 0.95) -> ContentModel:
         Calibration(min_similarity=min_similarity),
         model_id=f"content-{seed}",
     )
+
+
+def write_copied_pictures(photos: Path, count: int, seed: int) -> None:
+    """`count` small pictures in `photos`, each with byte copies in `photos/a` and `photos/b`."""
+    for folder in ("a", "b"):
+        (photos / folder).mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        original = photos / f"p{k:03d}.png"
+        make_picture(seed + k, (32, 24)).save(original)
+        shutil.copyfile(original, photos / "a" / original.name)
+        shutil.copyfile(original, photos / "b" / original.name)

@@ -22,7 +22,7 @@ from lookalike.index import open_index
 from lookalike.records import Quarantine
 from lookalike.scan import ScanError, quarantine, read_manifest, read_result, restore, scan_folder
 from lookalike.web import create_app
-from scan_support import content_model
+from scan_support import content_model, write_copied_pictures
 from web_support import running_server, scan_review_folder
 
 TOKEN = "x-lookalike-token"
@@ -102,13 +102,7 @@ def test_the_page_keeps_answering_while_a_scan_writes_its_index(
 def scanned(tmp_path: Path) -> tuple[Path, Path, dict[Path, Path]]:
     """60 pictures with two byte copies each: (photos, index, duplicate -> relative place)."""
     photos = tmp_path / "photos"
-    for folder in ("a", "b"):
-        (photos / folder).mkdir(parents=True)
-    for k in range(60):
-        original = photos / f"p{k:03d}.png"
-        make_picture(8000 + k, (32, 24)).save(original)
-        shutil.copyfile(original, photos / "a" / original.name)
-        shutil.copyfile(original, photos / "b" / original.name)
+    write_copied_pictures(photos, 60, seed=8000)
     index = tmp_path / "idx.lookalike"
     result = scan_folder([photos], index, model=content_model(), workers=1)
     moves = {d: Path("photos") / d.relative_to(photos) for g in result.groups for d in g.duplicates}

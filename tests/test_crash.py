@@ -22,7 +22,7 @@ import pytest
 from conftest import make_picture
 from crash_support import Launcher, digest, digests, wait_stopped
 from lookalike.scan import read_manifest, read_result, restore, scan_folder
-from scan_support import content_model
+from scan_support import content_model, write_copied_pictures
 
 pytestmark = pytest.mark.slow
 
@@ -161,13 +161,7 @@ class Scanned:
 def scanned(tmp_path: Path) -> Scanned:
     """90 pictures, each with two byte copies in subfolders: 180 files to move."""
     photos = tmp_path / "photos"
-    for folder in ("a", "b"):
-        (photos / folder).mkdir(parents=True)
-    for k in range(90):
-        original = photos / f"p{k:03d}.png"
-        make_picture(7000 + k, (32, 24)).save(original)
-        shutil.copyfile(original, photos / "a" / original.name)
-        shutil.copyfile(original, photos / "b" / original.name)
+    write_copied_pictures(photos, 90, seed=7000)
     index = tmp_path / "idx.lookalike"
     result = scan_folder([photos], index, model=content_model(), workers=1)
     moves = {

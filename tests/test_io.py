@@ -6,7 +6,6 @@ import io
 import os
 import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from bad_inputs import png_declaring
 from lookalike.io import (
     MAX_PIXELS,
     UnreadableImage,
@@ -243,24 +243,9 @@ def test_min_side_reduces_large_jpegs_but_keeps_the_short_side(
 # ---------------------------------------------------------------- bad files
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def _png_declaring(width: int, height: int) -> bytes:
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
 def test_huge_declared_size_is_refused_quickly(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_declaring(100_000, 100_000))
+    path.write_bytes(png_declaring(100_000, 100_000))
     began = time.perf_counter()
     with pytest.raises(UnreadableImage, match="too large") as info:
         load_image(path)
