@@ -53,6 +53,23 @@ def _kill_after(
     return launcher.wait(pid) == -9
 
 
+def _kill_once_moving(
+    launcher: Launcher, folder: Path, delay: float, *args: str | Path, setup: str | None = None
+) -> bool:
+    """Run a quarantine into `folder`, SIGKILL it `delay` s after its manifest appears.
+
+    The manifest is written before the first move, so on a loaded machine too the kill
+    lands among the moves (or just after them); True if it was killed.
+    """
+    pid = launcher.start(*args, setup=setup)
+    deadline = time.monotonic() + 60
+    while not any(folder.glob("manifest-*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(delay)
+    launcher.kill(pid)
+    return launcher.wait(pid) == -9
+
+
 # -- scan ---------------------------------------------------------------------------------
 
 
@@ -210,7 +227,11 @@ def test_a_quarantine_killed_mid_move_loses_nothing_and_restores_every_file(
             break
         folder = tmp_path / f"q{trial}"
         args = ("quarantine", scanned.index, "--to", folder)
-        killed += _kill_after(launcher, rng.uniform(0.0, 0.9 * whole), *args, setup=setup)
+        if trial % 2:  # aimed at the moves, whatever the machine's load
+            delay = rng.uniform(0.0, 0.02)
+            killed += _kill_once_moving(launcher, folder, delay, *args, setup=setup)
+        else:
+            killed += _kill_after(launcher, rng.uniform(0.0, 0.9 * whole), *args, setup=setup)
         _check_nothing_lost(scanned, folder, f"trial {trial}, quarantine killed")
         moved = sum((folder / rel).exists() for rel in scanned.moves.values())
         mid_move += 0 < moved < len(scanned.moves)

@@ -296,6 +296,18 @@ def _changed(path: Path, expected: str | None, what: str) -> str | None:
     return None
 
 
+def _remove_stale_partial_manifests(target: Path) -> None:
+    """Drop half-written manifests of quarantines that were killed (their process is gone)."""
+    for stale in target.glob(".manifest-*.partial"):
+        try:
+            pid = int(stale.stem.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue
+
+
 def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
     """Write and sync the manifest under a new name (never over an existing file)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -312,17 +324,30 @@ def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
         + "\n"
         for plan in plans
     )
-    for n in range(1000):
-        manifest = target / (f"manifest-{stamp}.jsonl" if n == 0 else f"manifest-{stamp}-{n}.jsonl")
-        try:
-            with open(manifest, "x", encoding="utf-8") as handle:
-                handle.write(lines)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except FileExistsError:
-            continue
-        _fsync_dir(target)
-        return manifest
+    _remove_stale_partial_manifests(target)
+    # Written whole under a hidden name, then linked to its real name (never over an
+    # existing file): a manifest is either complete or absent, even after a kill.
+    partial = target / f".manifest-{stamp}-{os.getpid()}.partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        for n in range(1000):
+            name = f"manifest-{stamp}.jsonl" if n == 0 else f"manifest-{stamp}-{n}.jsonl"
+            manifest = target / name
+            try:
+                os.link(partial, manifest)
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here: rename, after checking the name is free
+                if manifest.exists():
+                    continue
+                os.rename(partial, manifest)
+            _fsync_dir(target)
+            return manifest
+    finally:
+        partial.unlink(missing_ok=True)
     raise ScanError(f"cannot create a manifest in {target}")
 
 
@@ -354,11 +379,13 @@ def restore(manifest: str | os.PathLike[str]) -> Quarantine:
     A file is restored only if its original place is free and its bytes are unchanged;
     otherwise it is listed in `skipped` with the reason, and stays where it is. Deleted
     files (`--delete`) cannot be restored and are listed too. Hidden partial copies left
-    by an interrupted move (killed mid-copy) in the folders involved are removed.
+    by an interrupted move (killed mid-copy) in the folders involved, and half-written
+    manifests of killed quarantines beside this one, are removed.
     """
     path = Path(manifest)
     done, skipped = [], []
     moves = read_manifest(path)
+    _remove_stale_partial_manifests(path.parent)
     _remove_partials(
         {m.src.parent for m in moves} | {m.dst.parent for m in moves if m.dst is not None}
     )
