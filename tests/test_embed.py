@@ -99,3 +99,14 @@ def test_prepare_file_never_raises(tiny_model: Model, synthetic_folder: Syntheti
     size = tiny_model.preprocess.input_size
     assert good.error is None and good.pixels is not None
     assert good.pixels.shape == (size, size, 3)
+
+
+def test_decode_workers_run_the_exported_network(tiny_model: Model, all_files: list[Path]) -> None:
+    from lookalike.embed import _prepared_stream
+
+    chunks = list(_prepared_stream(all_files, tiny_model.preprocess, 2, 4, tiny_model.onnx_bytes()))
+    good = [p for chunk in chunks for p in chunk if p.error is None]
+    assert good and all(p.vector is not None and p.pixels is None for p in good)
+    vectors = np.stack([p.vector for p in good])
+    expected = tiny_model.embed([all_files[p.index] for p in good])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from lookalike.io import UnreadableImage, open_image
-from lookalike.model import Model, Preprocess, prepare_image
+from lookalike.model import Model, Preprocess, prepare_image, standardise
 from lookalike.records import FileError
+from lookalike.runtime import OnnxEncoder
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Prepared:
     width: int = 0
     height: int = 0
     error: str | None = None
+    vector: np.ndarray | None = None
+    """Set instead of `pixels` when the worker ran the network itself."""
 
 
 @dataclass
@@ -65,8 +68,31 @@ def _die_with_parent() -> None:
         pass
 
 
+_NETWORK: OnnxEncoder | None = None
+"""In a decode worker: the network, when the worker embeds what it decodes."""
+
+
+def _start_worker(exported: bytes | None) -> None:
+    _die_with_parent()
+    global _NETWORK
+    # ONNX Runtime only (no PyTorch after a fork), one thread: each worker fills a core.
+    _NETWORK = OnnxEncoder(exported, threads=1) if exported is not None else None
+
+
 def _prepare_chunk(items: list[tuple[int, str]], preprocess: Preprocess) -> list[Prepared]:
-    return [prepare_file(i, p, preprocess) for i, p in items]
+    prepared = [prepare_file(i, p, preprocess) for i, p in items]
+    good = [p for p in prepared if p.pixels is not None]
+    if _NETWORK is None or not good:
+        return prepared
+    pixels = np.stack([cast(np.ndarray, p.pixels) for p in good])
+    try:
+        vectors = iter(_NETWORK(standardise(pixels, preprocess)))
+    except Exception:  # the parent embeds these pixels itself
+        return prepared
+    return [
+        replace(p, pixels=None, vector=next(vectors)) if p.pixels is not None else p
+        for p in prepared
+    ]
 
 
 def default_workers() -> int:
@@ -99,20 +125,24 @@ def _prepared_stream(
     preprocess: Preprocess,
     workers: int,
     chunk: int,
+    exported: bytes | None = None,
 ) -> Iterator[list[Prepared]]:
-    """Decoded chunks in input order, at most a few chunks ahead (bounded memory)."""
+    """Decoded chunks in input order, at most a few chunks ahead (bounded memory).
+
+    With `exported` (an ONNX encoder), each worker also embeds its chunk.
+    """
     items = [(i, str(p)) for i, p in enumerate(paths)]
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     if workers <= 1 or len(chunks) <= 1:
         for part in chunks:
             yield _prepare_chunk(part, preprocess)
         return
-    # Workers only run PIL and NumPy, so forking is safe and starts fast; it also works
-    # from notebooks and `python -` where spawn cannot re-import __main__.
+    # Workers only run PIL, NumPy and ONNX Runtime, so forking is safe and starts fast; it
+    # also works from notebooks and `python -` where spawn cannot re-import __main__.
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     ahead = workers * 3
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_die_with_parent
+        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(exported,)
     ) as pool:
         pending: list[Future[list[Prepared]]] = []
         for part in chunks:
@@ -133,22 +163,26 @@ def embed_paths(
 ) -> Iterator[EmbeddedBatch]:
     """Embed files as a stream of batches; unreadable files come back as errors.
 
-    Decoding runs in `workers` processes (default: one per core) while the model runs
-    in this one, so neither waits for the other.
+    Decoding runs in `workers` processes (default: one per core). With ONNX Runtime each
+    worker also runs the network on what it decoded (one thread each); otherwise the
+    network runs in this process while the workers decode.
 
     >>> for batch in embed_paths(paths, load_model()):
     ...     store(batch.indices, batch.vectors)
     """
     paths = list(paths)
     workers = default_workers() if workers is None else workers
-    for prepared in _prepared_stream(paths, model.preprocess, workers, batch_size):
-        good = [p for p in prepared if p.pixels is not None]
+    exported = model.onnx_bytes() if workers > 1 and model.uses_onnx() else None
+    for prepared in _prepared_stream(paths, model.preprocess, workers, batch_size, exported):
+        good = [p for p in prepared if p.error is None]
         errors = [
             (p.index, FileError(Path(paths[p.index]), p.error or "unreadable"))
             for p in prepared
-            if p.pixels is None
+            if p.error is not None
         ]
-        if good:
+        if good and all(p.vector is not None for p in good):
+            vectors = np.stack([cast(np.ndarray, p.vector) for p in good])
+        elif good:
             with _network_threads(workers):
                 vectors = model.embed_arrays(np.stack([cast(np.ndarray, p.pixels) for p in good]))
         else:

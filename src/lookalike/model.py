@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lookalike.io import load_image
 from lookalike.records import Comparison
-from lookalike.runtime import OnnxEncoder, onnx_available
+from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
 from lookalike.verify import (
     Keypoints,
     VerifyConfig,
@@ -210,14 +210,8 @@ def load_prepared(path: str | os.PathLike[str], preprocess: Preprocess) -> np.nd
     return prepare_image(load_image(path, min_side=preprocess.decode_side), preprocess)
 
 
-def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
-    """uint8 NHWC batch -> standardised float NCHW tensor in channels-last memory.
-
-    Each image is standardised by its own mean and (sample) standard deviation, the
-    latter at least `min_spread` on the 0-1 scale.
-    """
-    # np.require copies only read-only or non-contiguous input (torch warns on read-only).
-    pixels = np.require(batch, requirements=["C", "W"])
+def _statistics(pixels: np.ndarray, preprocess: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's mean and sample standard deviation (at least `min_spread`), 0-255 scale."""
     flat = pixels.reshape(len(pixels), -1)
     count = flat.shape[1]
     # Exact integer sums: much faster than torch's std on one thread, and more precise.
@@ -226,11 +220,30 @@ def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
     variance = np.maximum(squares - total * total / count, 0.0) / max(1, count - 1)
     spread = np.maximum(np.sqrt(variance), preprocess.min_spread * 255.0)
     shape = (-1, 1, 1, 1)
-    mean_t = torch.from_numpy((total / count).astype(np.float32)).view(shape)
-    spread_t = torch.from_numpy(spread.astype(np.float32)).view(shape)
-    x = torch.from_numpy(pixels).float().sub_(mean_t).div_(spread_t)
+    return (total / count).astype(np.float32).reshape(shape), spread.astype(np.float32).reshape(
+        shape
+    )
+
+
+def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 NHWC batch -> standardised float NCHW tensor in channels-last memory.
+
+    Each image is standardised by its own mean and (sample) standard deviation, the
+    latter at least `min_spread` on the 0-1 scale.
+    """
+    # np.require copies only read-only or non-contiguous input (torch warns on read-only).
+    pixels = np.require(batch, requirements=["C", "W"])
+    mean, spread = _statistics(pixels, preprocess)
+    x = torch.from_numpy(pixels).float().sub_(torch.from_numpy(mean)).div_(torch.from_numpy(spread))
     # NHWC memory permuted to NCHW is exactly the channels-last layout.
     return x.permute(0, 3, 1, 2)
+
+
+def standardise(batch: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """`to_tensor` in NumPy: uint8 NHWC -> standardised float32 NCHW (contiguous) array."""
+    mean, spread = _statistics(batch, preprocess)
+    x = (batch.astype(np.float32) - mean) / spread
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 @dataclass
@@ -259,11 +272,12 @@ class Model:
         self._fast_key: tuple[tuple[int, int], ...] = ()
         self._onnx: OnnxEncoder | None = None
         self._onnx_key: tuple[object, ...] = ()
+        self._exported: tuple[object, bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the inference caches (an ONNX Runtime session cannot be pickled)."""
         state = dict(self.__dict__)
-        state.update(_fast=None, _fast_key=(), _onnx=None, _onnx_key=())
+        state.update(_fast=None, _fast_key=(), _onnx=None, _onnx_key=(), _exported=None)
         return state
 
     def _weights_key(self) -> tuple[tuple[int, int], ...]:
@@ -305,7 +319,7 @@ class Model:
         with torch.inference_mode():
             encoder = self._inference_encoder()
             pixels = to_tensor(batch, self.preprocess)
-            if self.runtime == "onnx" or (self.runtime == "auto" and onnx_available()):
+            if self.uses_onnx():
                 return self._onnx_encoder(encoder)(pixels.contiguous().numpy())
             return encoder(pixels).numpy().astype(np.float32)
 
@@ -313,9 +327,20 @@ class Model:
         """The folded encoder in ONNX Runtime, rebuilt when weights or thread count change."""
         key = (self._fast_key, torch.get_num_threads())
         if self._onnx is None or key != self._onnx_key:
-            self._onnx = OnnxEncoder(encoder, self.preprocess.input_size)
+            self._onnx = OnnxEncoder(self.onnx_bytes(), torch.get_num_threads())
             self._onnx_key = key
         return self._onnx
+
+    def uses_onnx(self) -> bool:
+        """Whether embeddings are computed by ONNX Runtime (see `runtime`)."""
+        return self.runtime == "onnx" or (self.runtime == "auto" and onnx_available())
+
+    def onnx_bytes(self) -> bytes:
+        """The encoder (batch norm folded) exported to ONNX, for ONNX Runtime sessions."""
+        encoder = self._inference_encoder()
+        if self._exported is None or self._exported[0] != self._fast_key:
+            self._exported = (self._fast_key, export_onnx(encoder, self.preprocess.input_size))
+        return self._exported[1]
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
         """Embed PIL images -> float32 (N, D) unit vectors."""
