@@ -153,7 +153,7 @@ def _jpeg_declaring(width: int, height: int) -> bytes:
 
 
 # How to store an upright picture so that EXIF orientation `o` displays it upright.
-_STORED = {
+STORED_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -168,7 +168,11 @@ def _oriented(picture: Image.Image, orientation: int) -> bytes:
     """JPEG bytes of `picture` stored turned, with the EXIF tag that turns it back upright."""
     exif = Image.Exif()
     exif[0x0112] = orientation
-    stored = picture.transpose(_STORED[orientation]) if orientation in _STORED else picture
+    stored = (
+        picture.transpose(STORED_FOR_ORIENTATION[orientation])
+        if orientation in STORED_FOR_ORIENTATION
+        else picture
+    )
     return _encode(stored, "JPEG", quality=92, exif=exif)
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from bad_inputs import STORED_FOR_ORIENTATION as _STORED
 from bad_inputs import png_declaring
 from lookalike.io import (
     MAX_PIXELS,
@@ -182,17 +183,6 @@ def test_animated_gif_gives_its_first_frame(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- orientation
-
-# How to store an upright picture so that EXIF orientation `o` displays it upright.
-_STORED = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8, 2, 4, 5, 7])
