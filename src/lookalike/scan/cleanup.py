@@ -304,7 +304,7 @@ def _remove_stale_partial_manifests(target: Path) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             stale.unlink(missing_ok=True)
-        except (ValueError, IndexError, PermissionError, OSError):
+        except (ValueError, IndexError, OSError):  # not ours, or alive (another user's)
             continue
 
 
@@ -325,7 +325,7 @@ def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
         for plan in plans
     )
     _remove_stale_partial_manifests(target)
-    # Written whole under a hidden name, then linked to its real name (never over an
+    # Written whole under a hidden name, then named like a finished copy (never over an
     # existing file): a manifest is either complete or absent, even after a kill.
     partial = target / f".manifest-{stamp}-{os.getpid()}.partial"
     with open(partial, "w", encoding="utf-8") as handle:
@@ -337,13 +337,9 @@ def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
             name = f"manifest-{stamp}.jsonl" if n == 0 else f"manifest-{stamp}-{n}.jsonl"
             manifest = target / name
             try:
-                os.link(partial, manifest)
-            except FileExistsError:
+                _name_copy(partial, manifest)
+            except _Refused:  # that name is taken: try the next one
                 continue
-            except OSError:  # no hard links here: rename, after checking the name is free
-                if manifest.exists():
-                    continue
-                os.rename(partial, manifest)
             _fsync_dir(target)
             return manifest
     finally:
