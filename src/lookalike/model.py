@@ -220,9 +220,8 @@ def _statistics(pixels: np.ndarray, preprocess: Preprocess) -> tuple[np.ndarray,
     variance = np.maximum(squares - total * total / count, 0.0) / max(1, count - 1)
     spread = np.maximum(np.sqrt(variance), preprocess.min_spread * 255.0)
     shape = (-1, 1, 1, 1)
-    return (total / count).astype(np.float32).reshape(shape), spread.astype(np.float32).reshape(
-        shape
-    )
+    mean = (total / count).astype(np.float32).reshape(shape)
+    return mean, spread.astype(np.float32).reshape(shape)
 
 
 def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
@@ -318,10 +317,9 @@ class Model:
             return np.zeros((0, self.encoder.config.embed_dim), dtype=np.float32)
         with torch.inference_mode():
             encoder = self._inference_encoder()
-            pixels = to_tensor(batch, self.preprocess)
             if self.uses_onnx():
-                return self._onnx_encoder(encoder)(pixels.contiguous().numpy())
-            return encoder(pixels).numpy().astype(np.float32)
+                return self._onnx_encoder(encoder)(standardise(batch, self.preprocess))
+            return encoder(to_tensor(batch, self.preprocess)).numpy().astype(np.float32)
 
     def _onnx_encoder(self, encoder: Encoder) -> OnnxEncoder:
         """The folded encoder in ONNX Runtime, rebuilt when weights or thread count change."""

@@ -9,6 +9,7 @@ running PyTorch.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 
+@functools.cache
 def onnx_available() -> bool:
     """Whether ONNX Runtime and the ONNX exporter's dependency are importable."""
     try:
