@@ -91,3 +91,44 @@ def test_verdict_is_deterministic() -> None:
     a = extract_keypoints(_photo(11), CONFIG)
     b = extract_keypoints(apply_edit(_photo(11), "angle", seed=2, strength=0.8), CONFIG)
     assert len({count_inliers(a, b, CONFIG) for _ in range(5)}) == 1
+
+
+def _crowded_layout() -> tuple[np.ndarray, list[Image.Image]]:
+    """Rows: 0 a picture, 1-3 near-identical copies crowding its neighbour list, 4 a copy c
+    close to both a and 5, 5 a far copy b (a's 6th neighbour), 6 an unrelated picture
+    near b. Returns unit vectors and the images."""
+    e = np.eye(8, dtype=np.float32)
+    rows = [e[0]] + [e[0] + 0.1 * e[k] for k in (1, 2, 3)]
+    rows += [e[0] + 0.8 * e[5], 0.3 * e[0] + e[5], e[5] + 0.5 * e[6]]
+    vectors = np.stack([r / np.linalg.norm(r) for r in rows])
+    photo = _photo(12)
+    images = [photo] + [apply_edit(photo, "jpeg", seed=k, strength=0.3) for k in (1, 2, 3)]
+    images += [
+        apply_edit(photo, "crop", seed=4, strength=0.3),
+        apply_edit(photo, "rotation", seed=5, strength=0.3),
+        _photo(13),
+    ]
+    return vectors, images
+
+
+def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from lookalike.index import nearest_of
+    from lookalike.scan.pairs import candidate_scores
+
+    vectors, images = _crowded_layout()
+    near = nearest_of(vectors, np.array([0, 5]), 2)
+    assert [set(r) for r in near.tolist()] == [{1, 2}, {4, 6}]
+    config = replace(
+        CONFIG, candidate_min_similarity=0.6, confident_similarity=0.99, candidates_per_image=2
+    )
+    single = candidate_scores(replace(tiny_model, verify=config), vectors, images.__getitem__)
+    assert (0, 4) in single and single[(0, 4)] >= 0.99  # a-c verified sure in round one
+    assert (0, 5) not in single  # a's list is crowded, b's holds c and the unrelated row
+    expanded = replace(tiny_model, verify=replace(config, expand_neighbours=2))
+    scores = candidate_scores(expanded, vectors, images.__getitem__)
+    assert scores[(0, 5)] > 0.99  # met through c: c's neighbours are b and a
+    raw = float(tiny_model.similarity(vectors[5], vectors[6])[0])
+    assert scores[(5, 6)] == pytest.approx(raw, abs=0.01)  # verified: no evidence, unchanged
+    assert set(single) <= set(scores)

@@ -29,6 +29,10 @@ class VerifyConfig:
     candidate_min_similarity: float = 0.8
     confident_similarity: float = 1.0
     candidates_per_image: int = 5
+    expand_neighbours: int = 0
+    """Second round: for each sure pair (similarity >= confident_similarity), the partner's
+    this many nearest neighbours become candidates too. Copies of a picture that has many
+    copies crowd its own neighbour list; their neighbours are where the others are."""
 
     def is_candidate(self, similarity: float) -> bool:
         """Worth verifying: ambiguous, neither clearly different nor already confident."""

@@ -20,6 +20,7 @@ from lookalike.evaluate.scoring import tally_pairs
 from lookalike.io import load_image
 from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, Truth
+from lookalike.scan.pairs import candidate_scores
 
 MODEL_SYSTEM = "lookalike"
 """The model's name in reports."""
@@ -176,7 +177,7 @@ def evaluate_model(
         valid = index >= 0
         vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
         vectors[valid] = embedded.vectors[index[valid]]
-        refined = _refine_candidates(model, layout.paths, vectors, valid)
+        refined = _refine_candidates(model, layout.paths, vectors)
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         scores = model.similarity_matrix(vectors[rows], vectors[cols])
@@ -210,43 +211,20 @@ class _Refined:
         return scores
 
 
-def _refine_candidates(
-    model: Model, paths: Sequence[Path], vectors: np.ndarray, valid: np.ndarray
-) -> _Refined:
-    """Verify each image's nearest ambiguous neighbours, as a scan does (see Model.refine)."""
-    config = model.verify
-    if config is None:
+def _refine_candidates(model: Model, paths: Sequence[Path], vectors: np.ndarray) -> _Refined:
+    """Verify candidate pairs exactly as a scan does (see scan.pairs.candidate_scores)."""
+    if model.verify is None:
         return _Refined({}, 0)
-    n = len(paths)
-    pairs: set[tuple[int, int]] = set()
-    k = min(config.candidates_per_image, max(0, n - 1))
-    rows_per_block = max(1, 2_000_000 // max(1, n))
-    for start in range(0, n, rows_per_block):
-        rows = np.arange(start, min(n, start + rows_per_block))
-        sims = model.similarity_matrix(vectors[rows], vectors)
-        sims[np.arange(len(rows)), rows] = -np.inf
-        sims[:, ~valid] = -np.inf
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k else np.zeros((len(rows), 0))
-        for r, i in enumerate(rows):
-            if not valid[i]:
-                continue
-            for j in nearest[r]:
-                s = sims[r, j]
-                if config.is_candidate(float(s)) and s < 1.0 - 1e-6:
-                    pairs.add((min(int(i), int(j)), max(int(i), int(j))))
-    if not pairs:
-        return _Refined({}, 0)
-    chosen = np.array(sorted(pairs), dtype=np.int64)
-    raw = model.similarity(vectors[chosen[:, 0]], vectors[chosen[:, 1]])
-    fused = model.refine(lambda m: load_image(paths[m], min_side=config.side), chosen, raw)
+    side = model.verify.side
+    scores = candidate_scores(model, vectors, lambda m: load_image(paths[m], min_side=side))
     partners: dict[int, tuple[list[int], list[float]]] = {}
-    for (a, b), value in zip(chosen, fused, strict=True):
+    for (a, b), value in scores.items():
         for x, y in ((a, b), (b, a)):
             entry = partners.setdefault(int(x), ([], []))
             entry[0].append(int(y))
             entry[1].append(float(value))
     return _Refined(
-        {x: (np.array(js), np.array(vs)) for x, (js, vs) in partners.items()}, len(chosen)
+        {x: (np.array(js), np.array(vs)) for x, (js, vs) in partners.items()}, len(scores)
     )
 
 

@@ -11,6 +11,7 @@ from lookalike.index.search import (
     build_search,
     find_pairs,
     nearest,
+    nearest_of,
     nearest_pairs,
 )
 from lookalike.index.store import FileRow, GroupRow, Index, RootRow, build_index, open_index
@@ -29,6 +30,7 @@ __all__ = [
     "build_search",
     "find_pairs",
     "nearest",
+    "nearest_of",
     "nearest_pairs",
     "open_index",
 ]

@@ -167,6 +167,25 @@ def nearest_pairs(
     return _unique_pairs(found_i, found_j, found_c, n, isinstance(index, faiss.IndexFlat))
 
 
+def nearest_of(
+    vectors: np.ndarray, rows: np.ndarray, k: int, *, search: faiss.Index | None = None
+) -> np.ndarray:
+    """(len(rows), k) ids of each row's k nearest other rows, nearest first; -1 pads."""
+    x = _as_matrix(vectors)
+    rows = np.asarray(rows, dtype=np.int64)
+    k = min(k, len(x) - 1)
+    if k < 1 or len(rows) == 0:
+        return np.full((len(rows), max(k, 0)), -1, dtype=np.int64)
+    index = search or build_search(x)
+    _, ids = index.search(x[rows], k + 1)
+    ids = ids.astype(np.int64)
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    for r, found in enumerate(ids):
+        others = found[(found >= 0) & (found != rows[r])][:k]
+        out[r, : len(others)] = others
+    return out
+
+
 def nearest(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k rows with the highest cosine to `query` (exact): (row ids, cosines), best first."""
     x = _as_matrix(vectors)

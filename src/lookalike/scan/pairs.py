@@ -4,8 +4,11 @@ The model's similarity of embeddings finds every pair at or above the cut-off. A
 with a `verify` config has its cut-off calibrated on verified similarities: the CNN
 proposes each image's `candidates_per_image` nearest neighbours, and the pairs whose
 CNN similarity is ambiguous (`VerifyConfig.is_candidate`) get their similarity from
-`Model.refine` (local features matched under RANSAC). Scans and leak checks score pairs
-this way, so the cut-off means what it was calibrated to mean.
+`Model.refine` (local features matched under RANSAC). A second round verifies the
+nearest neighbours of pairs found sure (`VerifyConfig.expand_neighbours`): copies of a
+much-copied picture crowd its neighbour list, and are met through each other. Scans,
+leak checks and evaluations score pairs this way, so the cut-off means what it was
+calibrated to mean.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import faiss
 import numpy as np
 from PIL import Image
 
-from lookalike.index import build_search, find_pairs, nearest_pairs
+from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
+
+Pairs = dict[tuple[int, int], float]
+"""Similarity by row pair (i < j) of the vectors."""
 
 CHUNK = 4000
 """Pairs verified at a time: bounds the keypoints held in memory, and the work lost to a kill."""
@@ -32,10 +38,107 @@ def candidate_pairs(
     if config is None or len(vectors) < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
     near = nearest_pairs(vectors, config.candidates_per_image, search=search)
-    raw = model.similarity(vectors[near.i], vectors[near.j])
+    return _ambiguous(model, vectors, np.stack([near.i, near.j], axis=1))
+
+
+def expansion_pairs(
+    model: Model,
+    vectors: np.ndarray,
+    sure: np.ndarray,
+    search: faiss.Index | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Second-round candidates: for each sure pair (a, c), c's `expand_neighbours`
+    nearest rows paired with a, and a's paired with c (see VerifyConfig)."""
+    config = model.verify
+    if config is None or config.expand_neighbours < 1 or len(sure) == 0:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    sure = np.asarray(sure, dtype=np.int64).reshape(-1, 2)
+    rows = np.unique(sure.ravel())
+    near = nearest_of(vectors, rows, config.expand_neighbours, search=search)
+    both = np.concatenate([sure, sure[:, ::-1]])  # (image, partner whose neighbours it meets)
+    met = near[np.searchsorted(rows, both[:, 1])]
+    image = np.repeat(both[:, 0], met.shape[1])
+    other = met.ravel()
+    keep = (other >= 0) & (other != image)
+    a, b = np.minimum(image, other)[keep], np.maximum(image, other)[keep]
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
+    return _ambiguous(model, vectors, pairs)
+
+
+def _ambiguous(
+    model: Model, vectors: np.ndarray, pairs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose CNN similarity calls for verification, with that similarity."""
+    config = model.verify
+    assert config is not None
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    raw = model.similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
     keep = (raw >= config.candidate_min_similarity) & (raw < config.confident_similarity)
     keep &= raw < 1.0 - 1e-6
-    return np.stack([near.i[keep], near.j[keep]], axis=1), raw[keep]
+    return pairs[keep], raw[keep]
+
+
+def candidate_scores(
+    model: Model,
+    vectors: np.ndarray,
+    load: Callable[[int], Image.Image],
+    *,
+    search: faiss.Index | None = None,
+    reuse: Pairs | None = None,
+    on_verified: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Pairs:
+    """Verified similarity of every candidate pair; empty without a verify config.
+
+    Round one verifies each row's ambiguous nearest neighbours; round two those of the
+    pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
+    `reuse` holds similarities verified before (not verified again), `on_verified(pairs,
+    similarities)` receives new ones as they come, `on_progress(done, total)` counts
+    pairs (the total grows when round two starts).
+    """
+    config = model.verify
+    scores: Pairs = {}
+    if config is None or len(vectors) < 2:
+        return scores
+    search = search if search is not None else build_search(vectors)
+    known = reuse or {}
+    done = 0
+    total = 0
+
+    def verify(pairs: np.ndarray, raw: np.ndarray) -> None:
+        nonlocal done, total
+        fresh = []
+        for k, pair in enumerate(map(tuple, pairs.tolist())):
+            if pair in scores:
+                continue
+            if pair in known:
+                scores[pair] = known[pair]
+            else:
+                fresh.append(k)
+        total += len(fresh)
+        if on_progress:
+            on_progress(done, total)
+
+        def chunk_done(chunk: np.ndarray, fused: np.ndarray) -> None:
+            nonlocal done
+            done += len(chunk)
+            scores.update(zip(map(tuple, chunk.tolist()), fused.tolist(), strict=True))
+            if on_verified:
+                on_verified(chunk, fused)
+            if on_progress:
+                on_progress(done, total)
+
+        verify_pairs(model, pairs[fresh], raw[fresh], load, on_chunk=chunk_done)
+
+    verify(*candidate_pairs(model, vectors, search))
+    if config.expand_neighbours > 0:
+        confident = find_pairs(vectors, 2.0 * config.confident_similarity - 1.0, search=search)
+        sure = [pair for pair, s in scores.items() if s >= config.confident_similarity]
+        sure_rows = np.concatenate(
+            [np.array(sure, dtype=np.int64).reshape(-1, 2), np.stack([confident.i, confident.j], 1)]
+        )
+        verify(*expansion_pairs(model, vectors, sure_rows, search))
+    return scores
 
 
 def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
@@ -76,10 +179,6 @@ def verify_pairs(
     return fused
 
 
-Pairs = dict[tuple[int, int], float]
-"""Similarity by row pair (i < j) of the vectors."""
-
-
 def pair_scores(
     model: Model,
     vectors: np.ndarray,
@@ -115,22 +214,16 @@ def pair_scores(
         zip(zip(found.i.tolist(), found.j.tolist(), strict=True), raw, strict=True)
     )
     if model.verify is not None:
-        candidates, cnn = candidate_pairs(model, vectors, search)
-        known = reuse or {}
-        todo = [k for k, (i, j) in enumerate(candidates.tolist()) if (i, j) not in known]
+        report("verify", 0, 0)
         scores.update(
-            (pair, known[pair]) for pair in map(tuple, candidates.tolist()) if pair in known
+            candidate_scores(
+                model,
+                vectors,
+                load,
+                search=search,
+                reuse=reuse,
+                on_verified=on_verified,
+                on_progress=lambda done, total: report("verify", done, total),
+            )
         )
-        done = 0
-        report("verify", 0, len(todo))
-
-        def chunk_done(pairs: np.ndarray, fused: np.ndarray) -> None:
-            nonlocal done
-            done += len(pairs)
-            if on_verified:
-                on_verified(pairs, fused)
-            report("verify", done, len(todo))
-
-        fused = verify_pairs(model, candidates[todo], cnn[todo], load, on_chunk=chunk_done)
-        scores.update(zip(map(tuple, candidates[todo].tolist()), fused.tolist(), strict=True))
     return {pair: s for pair, s in scores.items() if s >= min_similarity}
