@@ -132,3 +132,47 @@ def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type:
     raw = float(tiny_model.similarity(vectors[5], vectors[6])[0])
     assert scores[(5, 6)] == pytest.approx(raw, abs=0.01)  # verified: no evidence, unchanged
     assert set(single) <= set(scores)
+
+
+def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
+    tiny_model,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collections import Counter
+    from dataclasses import replace
+
+    from lookalike.scan import pairs as pairs_module
+
+    model = replace(tiny_model, verify=CONFIG)
+    photo = _photo(14)
+    images = [photo, apply_edit(photo, "crop", seed=1, strength=0.3), _photo(15)]
+    images += [apply_edit(images[2], "rotation", seed=2, strength=0.3), _photo(16)]
+    pairs = np.array([[0, 1], [2, 3], [1, 2], [0, 4], [3, 4], [1, 3]])
+    raw = np.full(len(pairs), 0.8)
+    whole = model.refine(images.__getitem__, pairs, raw)
+    loads: Counter[int] = Counter()
+
+    def load(n: int) -> Image.Image:
+        loads[n] += 1
+        return images[n]
+
+    monkeypatch.setattr(pairs_module, "CHUNK", 2)
+    seen: list[tuple[int, int]] = []
+    chunked = pairs_module.verify_pairs(
+        model, pairs, raw, load, on_chunk=lambda p, _s: seen.extend(map(tuple, p.tolist()))
+    )
+    assert np.allclose(chunked, whole)
+    assert sorted(seen) == sorted(map(tuple, pairs.tolist()))
+    assert max(loads.values()) <= 2  # once, and once more for mirrored keypoints at most
+    assert chunked[0] > 0.95 and chunked[1] > 0.95 and chunked[2] < 0.85
+
+
+def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
+    from lookalike.scan.pairs import local_order
+
+    pairs = np.array([[0, 50], [7, 8], [50, 90], [8, 9], [90, 0], [9, 30]])
+    order = local_order(pairs)
+    assert sorted(order.tolist()) == list(range(len(pairs)))
+    component = [0 if 0 in p or 50 in p else 1 for p in pairs[order].tolist()]
+    assert component == sorted(component)
+    assert len(local_order(np.zeros((0, 2), dtype=np.int64))) == 0

@@ -387,19 +387,21 @@ class Model:
         pairs: np.ndarray,
         similarities: np.ndarray,
         threads: int | None = None,
+        cache: dict[tuple[int, bool], Keypoints] | None = None,
     ) -> np.ndarray:
         """Geometric verification of candidate pairs: their similarity after local matching.
 
-        `pairs` (P, 2) holds image numbers, `load(n)` opens image n (called at most once per
-        image). Callers pass only candidates: each image's nearest few neighbours with
-        similarity >= `verify.candidate_min_similarity`. Without a verify config the
-        similarities come back unchanged.
+        `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image, and
+        once more for its mirrored keypoints if needed). Callers pass only candidates: each
+        image's nearest few neighbours with similarity >= `verify.candidate_min_similarity`.
+        `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
+        Without a verify config the similarities come back unchanged.
         """
         scores = np.asarray(similarities, dtype=np.float64)
         if self.verify is None or len(pairs) == 0:
             return scores
         config = self.verify
-        cache: dict[tuple[int, bool], Keypoints] = {}
+        cache = {} if cache is None else cache
 
         def keypoints(n: int, mirrored: bool) -> Keypoints:
             key = (n, mirrored)

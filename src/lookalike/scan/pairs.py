@@ -13,6 +13,7 @@ calibrated to mean.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import faiss
@@ -22,12 +23,16 @@ from PIL import Image
 from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
+from lookalike.verify import Keypoints
 
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
 
 CHUNK = 4000
-"""Pairs verified at a time: bounds the keypoints held in memory, and the work lost to a kill."""
+"""Pairs verified at a time: the work lost to a kill, and how often results are stored."""
+
+KEYPOINT_CACHE = 6000
+"""Images whose keypoints verification keeps between chunks (about 20 KB each way)."""
 
 
 def candidate_pairs(
@@ -165,18 +170,61 @@ def verify_pairs(
     *,
     on_chunk: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """Verified similarities of `pairs`, computed CHUNK pairs at a time (sorted by image).
+    """Verified similarities of `pairs`, computed CHUNK pairs at a time.
 
+    Pairs go in breadth-first order of the graph they form, so an image's pairs come
+    close together; its keypoints are kept until its last chunk (at most
+    KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
     `on_chunk(pairs, similarities)` runs after each chunk (to store them as they come).
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
-    order = np.lexsort((pairs[:, 1], pairs[:, 0])) if len(pairs) else np.zeros(0, dtype=np.int64)
-    for start in range(0, len(order), CHUNK):
+    order = local_order(pairs)
+    last_chunk: dict[int, int] = {}
+    for position, row in enumerate(order.tolist()):
+        for image in pairs[row].tolist():
+            last_chunk[image] = position // CHUNK
+    cache: dict[tuple[int, bool], Keypoints] = {}
+    for chunk, start in enumerate(range(0, len(order), CHUNK)):
         rows = order[start : start + CHUNK]
-        fused[rows] = model.refine(load, pairs[rows], fused[rows])
+        fused[rows] = model.refine(load, pairs[rows], fused[rows], cache=cache)
+        for key in [k for k in cache if last_chunk[k[0]] <= chunk]:
+            del cache[key]
+        while len(cache) > 2 * KEYPOINT_CACHE:  # oldest first: a wide graph, memory bounded
+            del cache[next(iter(cache))]
         if on_chunk:
             on_chunk(pairs[rows], fused[rows])
     return fused
+
+
+def local_order(pairs: np.ndarray) -> np.ndarray:
+    """An order of `pairs` (P, 2) that keeps each image's pairs close: images numbered
+    breadth-first over the graph the pairs form, pairs sorted by their endpoints' numbers."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.int64)
+    images, ends = np.unique(pairs, return_inverse=True)
+    ends = ends.reshape(-1, 2)
+    both = np.concatenate([ends, ends[:, ::-1]])
+    both = both[np.lexsort((both[:, 1], both[:, 0]))]
+    starts = np.searchsorted(both[:, 0], np.arange(len(images) + 1))
+    neighbours = both[:, 1].tolist()
+    number = np.full(len(images), -1, dtype=np.int64)
+    count = 0
+    for root in range(len(images)):
+        if number[root] >= 0:
+            continue
+        number[root] = count
+        count += 1
+        queue = deque([root])
+        while queue:
+            node = queue.popleft()
+            for other in neighbours[starts[node] : starts[node + 1]]:
+                if number[other] < 0:
+                    number[other] = count
+                    count += 1
+                    queue.append(other)
+    a, b = number[ends[:, 0]], number[ends[:, 1]]
+    return np.lexsort((np.maximum(a, b), np.minimum(a, b)))
 
 
 def pair_scores(
