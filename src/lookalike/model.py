@@ -6,6 +6,7 @@ import copy
 import hashlib
 import io as _bytes_io
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from lookalike.verify import (
     count_inliers,
     extract_keypoints,
     fuse_similarity,
+    hashes_agree,
 )
 
 CHECKPOINT_FORMAT = 1
@@ -403,17 +405,27 @@ class Model:
         config = self.verify
         cache = {} if cache is None else cache
 
+        locks: dict[tuple[int, bool], threading.Lock] = {}
+
         def keypoints(n: int, mirrored: bool) -> Keypoints:
             key = (n, mirrored)
-            if key not in cache:
-                cache[key] = extract_keypoints(load(n), config, mirrored=mirrored)
-            return cache[key]
+            found = cache.get(key)
+            if found is None:
+                with locks.setdefault(key, threading.Lock()):  # one load per image and side
+                    found = cache.get(key)
+                    if found is None:
+                        found = extract_keypoints(load(n), config, mirrored=mirrored)
+                        cache[key] = found
+            return found
 
         def inliers(pair: np.ndarray) -> int:
             a, b = int(pair[0]), int(pair[1])
             direct = count_inliers(keypoints(a, False), keypoints(b, False), config)
-            if direct >= 4 * config.inlier_offset:
+            sure = int(4 * config.inlier_offset)
+            if direct >= sure:
                 return direct
+            if hashes_agree(keypoints(a, False), keypoints(b, False), config):
+                return sure
             return max(direct, count_inliers(keypoints(a, True), keypoints(b, False), config))
 
         from concurrent.futures import ThreadPoolExecutor
