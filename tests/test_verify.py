@@ -176,35 +176,3 @@ def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
     component = [0 if 0 in p or 50 in p else 1 for p in pairs[order].tolist()]
     assert component == sorted(component)
     assert len(local_order(np.zeros((0, 2), dtype=np.int64))) == 0
-
-
-def test_pdq_hashes_confirm_a_blurred_copy_but_not_unrelated_or_flat_pictures() -> None:
-    from dataclasses import replace
-
-    from lookalike.verify import hashes_agree
-
-    config = replace(CONFIG, hash_max_distance=31)
-    photo = _photo(17)
-    original = extract_keypoints(photo, config)
-    for family in ("blur", "pixelate"):
-        copy = extract_keypoints(apply_edit(photo, family, seed=3, strength=1.0), config)
-        assert hashes_agree(original, copy, config), family
-    assert not hashes_agree(original, extract_keypoints(_photo(18), config), config)
-    flat = extract_keypoints(Image.new("RGB", (300, 200), (90, 120, 200)), config)
-    assert flat.pdq is not None and not hashes_agree(flat, flat, config)  # quality too low
-    off = extract_keypoints(photo, CONFIG)
-    assert off.pdq is None and not hashes_agree(off, off, CONFIG)
-    assert extract_keypoints(photo, config, mirrored=True).pdq is None
-
-
-def test_refine_counts_agreeing_hashes_as_sure_evidence(tiny_model) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    config = replace(CONFIG, hash_max_distance=31)
-    model = replace(tiny_model, verify=config)
-    photo = _photo(19)
-    images = [photo, apply_edit(photo, "pixelate", seed=4, strength=1.0), _photo(20)]
-    fused = model.refine(images.__getitem__, np.array([[0, 1], [0, 2]]), np.array([0.8, 0.8]))
-    sure = fuse_similarity(np.array([0.8]), np.array([4 * config.inlier_offset]), config)[0]
-    assert fused[0] >= sure - 1e-12
-    assert fused[1] < 0.85

@@ -28,7 +28,6 @@ from lookalike.verify import (
     count_inliers,
     extract_keypoints,
     fuse_similarity,
-    hashes_agree,
 )
 
 CHECKPOINT_FORMAT = 1
@@ -421,11 +420,8 @@ class Model:
         def inliers(pair: np.ndarray) -> int:
             a, b = int(pair[0]), int(pair[1])
             direct = count_inliers(keypoints(a, False), keypoints(b, False), config)
-            sure = int(4 * config.inlier_offset)
-            if direct >= sure:
+            if direct >= 4 * config.inlier_offset:
                 return direct
-            if hashes_agree(keypoints(a, False), keypoints(b, False), config):
-                return sure
             return max(direct, count_inliers(keypoints(a, True), keypoints(b, False), config))
 
         from concurrent.futures import ThreadPoolExecutor

@@ -33,12 +33,6 @@ class VerifyConfig:
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
     copies crowd its own neighbour list; their neighbours are where the others are."""
-    hash_max_distance: int = -1
-    """PDQ hashes of both images within this many bits (of 256) confirm a pair as surely as
-    `4 * inlier_offset` ORB inliers; -1 turns the check off. Blur and pixelation leave
-    few corners for ORB but keep the coarse picture a PDQ hash sees."""
-    hash_min_quality: int = 50
-    """PDQ quality (0-100) both hashes need to count: featureless images hash alike."""
 
     def is_candidate(self, similarity: float) -> bool:
         """Worth verifying: ambiguous, neither clearly different nor already confident."""
@@ -47,14 +41,11 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class Keypoints:
-    """ORB keypoints of one image: positions (N, 2), binary descriptors (N, 32), image
-    shape; and its PDQ hash (256 bools) and quality when the config asks for them."""
+    """ORB keypoints of one image: positions (N, 2), binary descriptors (N, 32), image shape."""
 
     points: np.ndarray
     descriptors: np.ndarray | None
     shape: tuple[int, int]
-    pdq: np.ndarray | None = None
-    pdq_quality: int = 0
 
 
 def _cv2():  # type: ignore[no-untyped-def]
@@ -72,8 +63,7 @@ def extract_keypoints(
 ) -> Keypoints:
     """Detect ORB keypoints on a grey copy scaled so its longer side is `config.side`.
 
-    Small images are scaled up to that size too, so keypoint scales are comparable. With
-    `config.hash_max_distance` >= 0, the grey copy's PDQ hash comes too (not mirrored).
+    Small images are scaled up to that size too, so keypoint scales are comparable.
     """
     cv2 = _cv2()
     if mirrored:
@@ -86,23 +76,7 @@ def extract_keypoints(
     )
     found, descriptors = orb.detectAndCompute(grey, None)
     points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
-    shape = (grey.shape[0], grey.shape[1])
-    if mirrored or config.hash_max_distance < 0:
-        return Keypoints(points, descriptors, shape)
-    import pdqhash
-
-    # PDQ's luminance of a grey picture repeated in three channels is the grey itself.
-    bits, quality = pdqhash.compute(np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
-    return Keypoints(points, descriptors, shape, bits.astype(bool), int(quality))
-
-
-def hashes_agree(a: Keypoints, b: Keypoints, config: VerifyConfig) -> bool:
-    """Both PDQ hashes are usable (quality) and within `config.hash_max_distance` bits."""
-    if config.hash_max_distance < 0 or a.pdq is None or b.pdq is None:
-        return False
-    if min(a.pdq_quality, b.pdq_quality) < config.hash_min_quality:
-        return False
-    return int(np.count_nonzero(a.pdq != b.pdq)) <= config.hash_max_distance
+    return Keypoints(points, descriptors, (grey.shape[0], grey.shape[1]))
 
 
 def _spread(points: np.ndarray, shape: tuple[int, int]) -> float:
