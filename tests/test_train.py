@@ -193,7 +193,21 @@ def test_config_from_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"epochs": 2, "encoder": {"widths": [8, 16], "depths": [1, 1]}}))
     partial = TrainConfig.from_json(path)
     assert partial.epochs == 2 and partial.encoder.widths == (8, 16)
-    assert partial.lr == TrainConfig().lr
+    assert partial.lr == TrainConfig().lr and partial.verify is None
+
+
+def test_shipped_config_carries_the_decision_rule_and_training_saves_it(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    shipped = TrainConfig.from_json(Path(__file__).parents[1] / "configs" / "default.json")
+    assert shipped.verify is not None and shipped.verify.expand_neighbours > 0
+    assert shipped.preprocess.decode_min_side > 0
+    path = tmp_path / "config.json"
+    config = replace(TINY_TRAIN, epochs=1, verify=shipped.verify)
+    path.write_text(json.dumps(asdict(config)))
+    assert TrainConfig.from_json(path) == config
+    result = run(photos, tmp_path / "model.pt", config)
+    assert load_model(result.checkpoint).verify == shipped.verify
 
 
 def test_too_few_photos(photos: list[Path], tmp_path: Path) -> None:

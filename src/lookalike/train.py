@@ -33,6 +33,7 @@ from lookalike.model import (
     to_tensor,
 )
 from lookalike.records import EpochLog
+from lookalike.verify import VerifyConfig
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class TrainConfig:
     model_id: str = "lookalike-custom"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
+    verify: VerifyConfig | None = None
+    """Geometric verification saved with the model (calibrate it afterwards)."""
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> TrainConfig:
@@ -70,10 +73,16 @@ class TrainConfig:
         raw = json.loads(Path(path).read_text())
         enc = raw.pop("encoder", {})
         pre = raw.pop("preprocess", {})
+        verify = raw.pop("verify", None)
         for key in ("widths", "depths"):
             if key in enc:
                 enc[key] = tuple(enc[key])
-        return cls(**raw, encoder=EncoderConfig(**enc), preprocess=Preprocess(**pre))
+        return cls(
+            **raw,
+            encoder=EncoderConfig(**enc),
+            preprocess=Preprocess(**pre),
+            verify=VerifyConfig(**verify) if verify is not None else None,
+        )
 
 
 @dataclass
@@ -476,6 +485,7 @@ def train_model(
                     method="precision >= 0.99 on the training run's validation photos",
                 )
             )
+            calibrated.verify = config.verify
             calibrated.meta = {
                 "train_config": _jsonable(asdict(config)),
                 "epoch": epoch,
