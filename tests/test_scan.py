@@ -454,9 +454,9 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
     calls: list[int] = []
     real_refine = type(model).refine
 
-    def counting(self, load, pairs, similarities, threads=None):  # type: ignore[no-untyped-def]
+    def counting(self, load, pairs, similarities, threads=None, cache=None):  # type: ignore[no-untyped-def]
         calls.append(len(pairs))
-        return real_refine(self, load, pairs, similarities, threads)
+        return real_refine(self, load, pairs, similarities, threads, cache)
 
     monkeypatch.setattr(type(model), "refine", counting)
     index = tmp_path / "idx"
@@ -497,7 +497,7 @@ def test_no_verify_scans_with_the_cnn_alone_at_its_own_cut_off(
     )
     calls: list[int] = []
 
-    def counting(self, load, pairs, similarities, threads=None):  # type: ignore[no-untyped-def]
+    def counting(self, load, pairs, similarities, threads=None, cache=None):  # type: ignore[no-untyped-def]
         calls.append(len(pairs))
         return similarities
 

@@ -114,8 +114,8 @@ def _crowded_layout() -> tuple[np.ndarray, list[Image.Image]]:
 def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
+    from lookalike.candidates import candidate_scores
     from lookalike.index import nearest_of
-    from lookalike.scan.pairs import candidate_scores
 
     vectors, images = _crowded_layout()
     near = nearest_of(vectors, np.array([0, 5]), 2)
@@ -141,7 +141,7 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     from collections import Counter
     from dataclasses import replace
 
-    from lookalike.scan import pairs as pairs_module
+    from lookalike import candidates as pairs_module
 
     model = replace(tiny_model, verify=CONFIG)
     photo = _photo(14)
@@ -168,7 +168,7 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
 
 
 def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
-    from lookalike.scan.pairs import local_order
+    from lookalike.candidates import local_order
 
     pairs = np.array([[0, 50], [7, 8], [50, 90], [8, 9], [90, 0], [9, 30]])
     order = local_order(pairs)

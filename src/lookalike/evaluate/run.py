@@ -13,6 +13,7 @@ from types import TracebackType
 import numpy as np
 import psutil
 
+from lookalike.candidates import candidate_scores
 from lookalike.embed import embed_all
 from lookalike.evaluate.benchmark import PairLayout, load_truth, pair_layout
 from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
@@ -20,7 +21,6 @@ from lookalike.evaluate.scoring import tally_pairs
 from lookalike.io import load_image
 from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, Truth
-from lookalike.scan.pairs import candidate_scores
 
 MODEL_SYSTEM = "lookalike"
 """The model's name in reports."""
@@ -212,7 +212,7 @@ class _Refined:
 
 
 def _refine_candidates(model: Model, paths: Sequence[Path], vectors: np.ndarray) -> _Refined:
-    """Verify candidate pairs exactly as a scan does (see scan.pairs.candidate_scores)."""
+    """Verify candidate pairs exactly as a scan does (see lookalike.candidates)."""
     if model.verify is None:
         return _Refined({}, 0)
     side = model.verify.side

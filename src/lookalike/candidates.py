@@ -1,0 +1,208 @@
+"""Which pairs to verify, and their similarity after verification.
+
+The CNN proposes each image's `candidates_per_image` nearest neighbours, and the pairs
+whose CNN similarity is ambiguous (`VerifyConfig.is_candidate`) get their similarity
+from `Model.refine` (local features matched under RANSAC). A second round verifies the
+nearest neighbours of pairs found sure (`VerifyConfig.expand_neighbours`): copies of a
+much-copied picture crowd its neighbour list, and are met through each other. Scans,
+leak checks and evaluations all score pairs through `candidate_scores`, so a cut-off
+calibrated in an evaluation means the same in a scan.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import faiss
+import numpy as np
+from PIL import Image
+
+from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
+from lookalike.model import Model
+from lookalike.verify import Keypoints
+
+Pairs = dict[tuple[int, int], float]
+"""Similarity by row pair (i < j) of the vectors."""
+
+CHUNK = 4000
+"""Pairs verified at a time: the work lost to a kill, and how often results are stored."""
+
+KEYPOINT_CACHE = 6000
+"""Images whose keypoints verification keeps between chunks (about 20 KB each way)."""
+
+
+def candidate_pairs(
+    model: Model, vectors: np.ndarray, search: faiss.Index | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 2) row pairs to verify and their CNN similarities; empty without a verify config."""
+    config = model.verify
+    if config is None or len(vectors) < 2:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    near = nearest_pairs(vectors, config.candidates_per_image, search=search)
+    return _ambiguous(model, vectors, np.stack([near.i, near.j], axis=1))
+
+
+def expansion_pairs(
+    model: Model,
+    vectors: np.ndarray,
+    sure: np.ndarray,
+    search: faiss.Index | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Second-round candidates: for each sure pair (a, c), c's `expand_neighbours`
+    nearest rows paired with a, and a's paired with c (see VerifyConfig)."""
+    config = model.verify
+    if config is None or config.expand_neighbours < 1 or len(sure) == 0:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    sure = np.asarray(sure, dtype=np.int64).reshape(-1, 2)
+    rows = np.unique(sure.ravel())
+    near = nearest_of(vectors, rows, config.expand_neighbours, search=search)
+    both = np.concatenate([sure, sure[:, ::-1]])  # (image, partner whose neighbours it meets)
+    met = near[np.searchsorted(rows, both[:, 1])]
+    image = np.repeat(both[:, 0], met.shape[1])
+    other = met.ravel()
+    keep = (other >= 0) & (other != image)
+    a, b = np.minimum(image, other)[keep], np.maximum(image, other)[keep]
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
+    return _ambiguous(model, vectors, pairs)
+
+
+def _ambiguous(
+    model: Model, vectors: np.ndarray, pairs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose CNN similarity calls for verification, with that similarity."""
+    config = model.verify
+    assert config is not None
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    raw = model.similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    keep = (raw >= config.candidate_min_similarity) & (raw < config.confident_similarity)
+    keep &= raw < 1.0 - 1e-6
+    return pairs[keep], raw[keep]
+
+
+def candidate_scores(
+    model: Model,
+    vectors: np.ndarray,
+    load: Callable[[int], Image.Image],
+    *,
+    search: faiss.Index | None = None,
+    reuse: Pairs | None = None,
+    on_verified: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Pairs:
+    """Verified similarity of every candidate pair; empty without a verify config.
+
+    Round one verifies each row's ambiguous nearest neighbours; round two those of the
+    pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
+    `reuse` holds similarities verified before (not verified again), `on_verified(pairs,
+    similarities)` receives new ones as they come, `on_progress(done, total)` counts
+    pairs (the total grows when round two starts).
+    """
+    config = model.verify
+    scores: Pairs = {}
+    if config is None or len(vectors) < 2:
+        return scores
+    search = search if search is not None else build_search(vectors)
+    known = reuse or {}
+    done = 0
+    total = 0
+
+    def verify(pairs: np.ndarray, raw: np.ndarray) -> None:
+        nonlocal done, total
+        fresh = []
+        for k, pair in enumerate(map(tuple, pairs.tolist())):
+            if pair in scores:
+                continue
+            if pair in known:
+                scores[pair] = known[pair]
+            else:
+                fresh.append(k)
+        total += len(fresh)
+        if on_progress:
+            on_progress(done, total)
+
+        def chunk_done(chunk: np.ndarray, fused: np.ndarray) -> None:
+            nonlocal done
+            done += len(chunk)
+            scores.update(zip(map(tuple, chunk.tolist()), fused.tolist(), strict=True))
+            if on_verified:
+                on_verified(chunk, fused)
+            if on_progress:
+                on_progress(done, total)
+
+        verify_pairs(model, pairs[fresh], raw[fresh], load, on_chunk=chunk_done)
+
+    verify(*candidate_pairs(model, vectors, search))
+    if config.expand_neighbours > 0:
+        confident = find_pairs(vectors, 2.0 * config.confident_similarity - 1.0, search=search)
+        sure = [pair for pair, s in scores.items() if s >= config.confident_similarity]
+        sure_rows = np.concatenate(
+            [np.array(sure, dtype=np.int64).reshape(-1, 2), np.stack([confident.i, confident.j], 1)]
+        )
+        verify(*expansion_pairs(model, vectors, sure_rows, search))
+    return scores
+
+
+def verify_pairs(
+    model: Model,
+    pairs: np.ndarray,
+    raw: np.ndarray,
+    load: Callable[[int], Image.Image],
+    *,
+    on_chunk: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Verified similarities of `pairs`, computed CHUNK pairs at a time.
+
+    Pairs go in breadth-first order of the graph they form, so an image's pairs come
+    close together; its keypoints are kept until its last chunk (at most
+    KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
+    `on_chunk(pairs, similarities)` runs after each chunk (to store them as they come).
+    """
+    fused = np.asarray(raw, dtype=np.float64).copy()
+    order = local_order(pairs)
+    last_chunk: dict[int, int] = {}
+    for position, row in enumerate(order.tolist()):
+        for image in pairs[row].tolist():
+            last_chunk[image] = position // CHUNK
+    cache: dict[tuple[int, bool], Keypoints] = {}
+    for chunk, start in enumerate(range(0, len(order), CHUNK)):
+        rows = order[start : start + CHUNK]
+        fused[rows] = model.refine(load, pairs[rows], fused[rows], cache=cache)
+        for key in [k for k in cache if last_chunk[k[0]] <= chunk]:
+            del cache[key]
+        while len(cache) > 2 * KEYPOINT_CACHE:  # oldest first: a wide graph, memory bounded
+            del cache[next(iter(cache))]
+        if on_chunk:
+            on_chunk(pairs[rows], fused[rows])
+    return fused
+
+
+def local_order(pairs: np.ndarray) -> np.ndarray:
+    """An order of `pairs` (P, 2) that keeps each image's pairs close: images numbered
+    breadth-first over the graph the pairs form, pairs sorted by their endpoints' numbers."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.int64)
+    images, ends = np.unique(pairs, return_inverse=True)
+    ends = ends.reshape(-1, 2)
+    both = np.concatenate([ends, ends[:, ::-1]])
+    both = both[np.lexsort((both[:, 1], both[:, 0]))]
+    starts = np.searchsorted(both[:, 0], np.arange(len(images) + 1))
+    neighbours = both[:, 1].tolist()
+    number = np.full(len(images), -1, dtype=np.int64)
+    count = 0
+    for root in range(len(images)):
+        if number[root] >= 0:
+            continue
+        number[root] = count
+        count += 1
+        queue = deque([root])
+        while queue:
+            node = queue.popleft()
+            for other in neighbours[starts[node] : starts[node + 1]]:
+                if number[other] < 0:
+                    number[other] = count
+                    count += 1
+                    queue.append(other)
+    a, b = number[ends[:, 0]], number[ends[:, 1]]
+    return np.lexsort((np.maximum(a, b), np.minimum(a, b)))
