@@ -330,6 +330,23 @@ def test_not_duplicate_marks_split_groups_now_and_in_later_scans(served: Served)
         )
 
 
+def test_a_not_duplicate_mark_can_be_undone(served: Served) -> None:
+    before = served.groups()
+    group = before["groups"][0]
+    pair = {"a": group["members"][0]["file"]["id"], "b": group["members"][1]["file"]["id"]}
+    assert served.post("/api/not-duplicate", pair).status_code == 200
+    assert served.groups() != before
+    undone = served.post("/api/not-duplicate/undo", pair)
+    assert undone.status_code == 200 and undone.json()["removed"] is True
+    assert served.groups() == before
+    with open_index(served.index) as store:
+        assert store.not_duplicate_marks() == set()
+    again = served.post("/api/not-duplicate/undo", pair)
+    assert again.status_code == 200 and again.json()["removed"] is False
+    forged = served.client.post("/api/not-duplicate/undo", json=pair)  # no session token
+    assert forged.status_code == 403
+
+
 def test_byte_identical_files_cannot_be_marked_apart(served: Served) -> None:
     a, b = served.file_id("original_1.png"), served.file_id("copies/exact_1.png")
     response = served.post("/api/not-duplicate", {"a": a, "b": b})
@@ -419,6 +436,7 @@ def test_no_change_without_the_session_token(served: Served) -> None:
     bodies = {
         "/api/keeper": {"file": b},
         "/api/not-duplicate": {"a": a, "b": b},
+        "/api/not-duplicate/undo": {"a": a, "b": b},
         "/api/quarantine/preview": {"files": [b]},
         "/api/quarantine": {"preview": ok["preview"]},
         "/api/restore": {"manifest": "manifest-20260101-000000.jsonl"},

@@ -188,6 +188,31 @@ def test_change_a_keeper_quarantine_and_restore(site: Site, browser: Any, tmp_pa
     assert _script_errors(browser) == []
 
 
+def test_a_not_duplicate_mark_is_undone_from_the_page(site: Site, browser: Any) -> None:
+    _open(browser, site)
+    keeper, member = site.file_id("original_2.png"), site.file_id("copies/copy_2_jpeg.jpg")
+
+    def together(driver: Any) -> bool:
+        return any(
+            {str(keeper), str(member)}
+            <= {f.get_attribute("data-file") for f in card.find_elements("css selector", "figure")}
+            for card in driver.find_elements("css selector", "article.group")
+        )
+
+    assert together(browser)
+    _tile(browser, member).find_element("css selector", "button.not-duplicate").click()
+    undo = _wait(browser, lambda d: d.find_element("id", "undo-not-duplicate"))
+    _wait(browser, lambda d: not together(d))
+    with open_index(site.index) as store:
+        assert len(store.not_duplicate_marks()) == 1
+    undo.click()
+    _wait(browser, lambda d: "mark is undone" in d.find_element("id", "message").text)
+    _wait(browser, together)
+    with open_index(site.index) as store:
+        assert store.not_duplicate_marks() == set()
+    assert _script_errors(browser) == []
+
+
 def test_the_slider_regroups_live(site: Site, browser: Any) -> None:
     _open(browser, site)
     stored = read_result(site.index)

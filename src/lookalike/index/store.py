@@ -346,6 +346,15 @@ class Index:
                 (a, b, time.time()),
             )
 
+    def unmark_not_duplicate(self, hash_a: str, hash_b: str) -> bool:
+        """Forget a not-duplicate mark (later scans may pair the two again); False if none."""
+        a, b = sorted((hash_a, hash_b))
+        with self.transaction() as conn:
+            gone = conn.execute(
+                "DELETE FROM not_duplicates WHERE hash_a = ? AND hash_b = ?", (a, b)
+            ).rowcount
+        return gone > 0
+
     def keep_marks(self) -> set[str]:
         """Content hashes the user chose as keepers; later scans keep them."""
         return {h for (h,) in self.conn.execute("SELECT hash FROM keep_marks")}

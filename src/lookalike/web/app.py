@@ -181,6 +181,11 @@ def create_app(
         review.mark_not_duplicate(choice.a, choice.b)
         return {"a": choice.a, "b": choice.b}
 
+    @api.post("/api/not-duplicate/undo")
+    def undo_not_duplicate(choice: NotDuplicate) -> dict[str, Any]:
+        removed = review.unmark_not_duplicate(choice.a, choice.b)
+        return {"a": choice.a, "b": choice.b, "removed": removed}
+
     @api.post("/api/quarantine/preview")
     def quarantine_preview(choice: QuarantineChoice) -> dict[str, Any]:
         preview = review.preview_quarantine(choice.files, choice.min_similarity)

@@ -331,6 +331,16 @@ class Review:
                 raise ReviewError(f"{rows[0].shown} and {rows[1].shown}: {exc}") from None
         self._wrote()
 
+    def unmark_not_duplicate(self, a: int, b: int) -> bool:
+        """Undo `mark_not_duplicate` for two files; False if they were not marked."""
+        with self._open() as store:
+            rows = self._row(store, a), self._row(store, b)
+            if rows[0].hash is None or rows[1].hash is None:
+                raise ReviewError("the index holds no content hash for one of the files")
+            removed = store.unmark_not_duplicate(rows[0].hash, rows[1].hash)
+        self._wrote()
+        return removed
+
     # -- quarantine and restore ----------------------------------------------------------
 
     def preview_quarantine(

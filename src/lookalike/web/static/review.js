@@ -55,13 +55,13 @@
   }
 
   let messageTimer = null;
-  function say(text, kind = "info") {
+  function say(text, kind = "info", ms = kind === "error" ? 12000 : 6000) {
     const box = $("message");
     box.textContent = text;
     box.className = kind;
     box.hidden = false;
     clearTimeout(messageTimer);
-    messageTimer = setTimeout(() => (box.hidden = true), kind === "error" ? 12000 : 6000);
+    messageTimer = setTimeout(() => (box.hidden = true), ms);
   }
 
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -217,8 +217,20 @@
     try {
       await api("/api/not-duplicate", { a, b });
       state.selected.delete(b);
-      say(`${path}: marked as not a duplicate; later scans keep the two apart.`);
+      say(`${path}: marked as not a duplicate; later scans keep the two apart.`, "info", 20000);
+      $("message").append(" ", el("button", { type: "button", id: "undo-not-duplicate", text: "Undo",
+        onclick: () => undoNotDuplicate(a, b, path) }));
       closeSheet("pair-view");
+      await load();
+    } catch (error) {
+      say(error.message, "error");
+    }
+  }
+
+  async function undoNotDuplicate(a, b, path) {
+    try {
+      await api("/api/not-duplicate/undo", { a, b });
+      say(`${path}: the not-duplicate mark is undone.`);
       await load();
     } catch (error) {
       say(error.message, "error");
