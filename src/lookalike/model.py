@@ -250,8 +250,12 @@ def to_tensor(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
 def standardise(batch: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     """`to_tensor` in NumPy: uint8 NHWC -> standardised float32 NCHW (contiguous) array."""
     mean, spread = _statistics(batch, preprocess)
-    x = (batch.astype(np.float32) - mean) / spread
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    # Transposed while still bytes, then converted once and scaled in place: the same
+    # values as (x - mean) / spread, with a quarter of the memory traffic.
+    x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32)
+    x -= mean
+    x /= spread
+    return x
 
 
 @dataclass
