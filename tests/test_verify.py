@@ -8,7 +8,14 @@ from PIL import Image, ImageOps
 
 from conftest import make_picture
 from lookalike.augment import apply_edit
-from lookalike.verify import VerifyConfig, count_inliers, extract_keypoints, fuse_similarity
+from lookalike.verify import (
+    VerifyConfig,
+    count_inliers,
+    extract_keypoints,
+    fuse_similarity,
+    nearest_two,
+    single_threaded_search,
+)
 
 CONFIG = VerifyConfig()
 
@@ -45,6 +52,42 @@ def test_mirrored_keypoints_confirm_a_flip() -> None:
         CONFIG,
     )
     assert mirrored >= 40
+
+
+def test_nearest_two_agrees_with_opencv_brute_force() -> None:
+    import threading
+
+    import cv2
+    import faiss
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    queries = base[rng.integers(0, 300, 200)].copy()
+    flips = rng.random(queries.shape) < 0.03  # near copies: a few bits flipped
+    queries[flips] ^= rng.integers(1, 256, int(flips.sum()), dtype=np.uint8)
+    queries = np.concatenate([queries, rng.integers(0, 256, (100, 32), dtype=np.uint8)])
+
+    distances, rows = nearest_two(queries, base)
+
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(queries, base, k=2)
+    assert distances.tolist() == [[int(m.distance) for m in two] for two in knn]
+    unique_best = distances[:, 0] < distances[:, 1]
+    assert unique_best.sum() > 250  # ties aside, the same nearest row
+    best = [knn[q][0].trainIdx for q in np.flatnonzero(unique_best)]
+    assert rows[unique_best, 0].tolist() == best
+
+    threads: list[int] = []
+
+    def worker() -> None:
+        single_threaded_search()
+        threads.append(faiss.omp_get_max_threads())
+
+    before = faiss.omp_get_max_threads()
+    runner = threading.Thread(target=worker)
+    runner.start()
+    runner.join()
+    assert threads == [1]
+    assert faiss.omp_get_max_threads() == before  # the caller's own searches keep every core
 
 
 def test_unrelated_pictures_do_not_verify() -> None:

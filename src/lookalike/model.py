@@ -28,6 +28,7 @@ from lookalike.verify import (
     count_inliers,
     extract_keypoints,
     fuse_similarity,
+    single_threaded_search,
 )
 
 CHECKPOINT_FORMAT = 1
@@ -396,9 +397,10 @@ class Model:
     ) -> np.ndarray:
         """Geometric verification of candidate pairs: their similarity after local matching.
 
-        `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image, and
-        once more for its mirrored keypoints if needed). Callers pass only candidates: each
-        image's nearest few neighbours with similarity >= `verify.candidate_min_similarity`.
+        `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image not in
+        `cache`; the first image of a pair also gets mirrored keypoints). Callers pass only
+        candidates: each image's nearest few neighbours with similarity >=
+        `verify.candidate_min_similarity`.
         `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
         Without a verify config the similarities come back unchanged.
         """
@@ -428,11 +430,26 @@ class Model:
                 return direct
             return max(direct, count_inliers(keypoints(a, True), keypoints(b, False), config))
 
+        firsts = set(np.asarray(pairs)[:, 0].tolist())
+
+        def prime(n: int) -> None:
+            # Mirrored keypoints are matched for the first image of a pair: take both
+            # sides from one decode (a mirrored match is tried for most pairs).
+            missing = [
+                m for m in ((False, True) if n in firsts else (False,)) if (n, m) not in cache
+            ]
+            if missing:
+                image = load(n)
+                for mirrored in missing:
+                    cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
+
         from concurrent.futures import ThreadPoolExecutor
 
         images = np.unique(np.asarray(pairs).ravel())
-        with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-            list(pool.map(lambda n: keypoints(int(n), False), images))
+        with ThreadPoolExecutor(
+            threads or os.cpu_count() or 1, initializer=single_threaded_search
+        ) as pool:
+            list(pool.map(prime, images.tolist()))
             counts = np.array(list(pool.map(inliers, np.asarray(pairs))), dtype=np.float64)
         return fuse_similarity(scores, counts, config)
 
