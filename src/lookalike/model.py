@@ -187,12 +187,6 @@ def _trim_box(arr: np.ndarray, tolerance: int) -> tuple[int, int, int, int]:
     return int(left), int(top), int(right), int(bottom)
 
 
-def _trim(arr: np.ndarray, tolerance: int) -> np.ndarray:
-    """Cut away a uniform border (a canvas around a picture); keep flat images whole."""
-    left, top, right, bottom = _trim_box(arr, tolerance)
-    return arr[top:bottom, left:right]
-
-
 def trim_box(image: Image.Image, preprocess: Preprocess) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) part of `image` that `prepare_image` squashes to input.
 
@@ -205,13 +199,14 @@ def trim_box(image: Image.Image, preprocess: Preprocess) -> tuple[int, int, int,
 
 def prepare_image(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     """An RGB PIL image -> the encoder's uint8 input, `input_size` square, HWC."""
-    arr = np.asarray(image.convert("RGB"))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
     if preprocess.trim_borders:
-        arr = _trim(arr, preprocess.trim_tolerance)
+        box = _trim_box(np.asarray(image), preprocess.trim_tolerance)
+        if box != (0, 0, image.width, image.height):
+            image = image.crop(box)  # the same pixels as slicing the array, and no copy back
     size = preprocess.input_size
-    resized = Image.fromarray(np.ascontiguousarray(arr)).resize(
-        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
-    )
+    resized = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(resized, dtype=np.uint8)
 
 
