@@ -45,6 +45,22 @@ def test_quality_tiny(
     assert report["machine"]["cores"] >= 1 and "--tiny" in report["command"]
 
 
+def test_steps_add_up(
+    synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "steps.json"
+    result = run(
+        "steps.py", str(synthetic_folder.root / "*.*"), "--model", str(tiny_checkpoint),
+        "--json-out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    steps = json.loads(out.read_text())["ms_per_image"]
+    assert {"decode (reduced size)", "trim + resize", "standardise"} <= set(steps)
+    assert "pHash (imagehash, from the file)" in steps and all(v > 0 for v in steps.values())
+    assert "pHash ÷ lookalike per image" in result.stdout
+    assert "1 unreadable file(s) left out" in result.stdout  # the corrupt one
+
+
 def test_throughput_tiny(
     synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
