@@ -67,21 +67,27 @@ def pair_scores(
         search=search,
         on_progress=lambda done, _n: report("search", done, n),
     )
-    raw = model.similarity(vectors[found.i], vectors[found.j]).tolist()
-    scores: Pairs = dict(
-        zip(zip(found.i.tolist(), found.j.tolist(), strict=True), raw, strict=True)
-    )
+    raw = model.similarity(vectors[found.i], vectors[found.j])
+    verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)
-        scores.update(
-            candidate_scores(
-                model,
-                vectors,
-                load,
-                search=search,
-                reuse=reuse,
-                on_verified=on_verified,
-                on_progress=lambda done, total: report("verify", done, total),
-            )
+        verified = candidate_scores(
+            model,
+            vectors,
+            load,
+            search=search,
+            reuse=reuse,
+            on_verified=on_verified,
+            on_progress=lambda done, total: report("verify", done, total),
         )
-    return {pair: s for pair, s in scores.items() if s >= min_similarity}
+    # Found pairs stay arrays until verification is over (a big scan holds millions), and
+    # only pairs at the cut-off become dict entries: a verified score replaces the CNN's.
+    scores: Pairs = {}
+    for pair, score in zip(
+        zip(found.i.tolist(), found.j.tolist(), strict=True), raw.tolist(), strict=True
+    ):
+        score = verified.pop(pair, score)
+        if score >= min_similarity:
+            scores[pair] = score
+    scores.update((pair, s) for pair, s in verified.items() if s >= min_similarity)
+    return scores
