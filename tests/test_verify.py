@@ -210,6 +210,41 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     assert chunked[0] > 0.95 and chunked[1] > 0.95 and chunked[2] < 0.85
 
 
+def test_keypoints_carry_over_to_a_later_round_within_the_bound(
+    tiny_model,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collections import Counter
+    from dataclasses import replace
+
+    from lookalike import candidates as pairs_module
+
+    model = replace(tiny_model, verify=CONFIG)
+    images = [_photo(20), _photo(21), _photo(22), _photo(23)]
+    loads: Counter[int] = Counter()
+
+    def load(n: int) -> Image.Image:
+        loads[n] += 1
+        return images[n]
+
+    # Round two's first images were first in round one too (their mirrored keypoints exist).
+    first, second = np.array([[0, 1], [1, 2], [2, 3]]), np.array([[0, 2], [1, 3]])
+    raw = np.full(3, 0.8)
+    cache: dict = {}
+    pairs_module.verify_pairs(model, first, raw, load, cache=cache)
+    loaded = sum(loads.values())
+    again = pairs_module.verify_pairs(model, second, raw[:2], load, cache=cache)
+    assert sum(loads.values()) == loaded  # round two decoded nothing again
+    assert np.allclose(again, model.refine(images.__getitem__, second, raw[:2]))
+
+    monkeypatch.setattr(pairs_module, "KEYPOINT_CACHE", 1)
+    monkeypatch.setattr(pairs_module, "CHUNK", 1)
+    small: dict = {}
+    bounded = pairs_module.verify_pairs(model, first, raw, load, cache=small)
+    assert len(small) <= 2  # (image, side) entries for one image's worth
+    assert np.allclose(bounded, model.refine(images.__getitem__, first, raw))
+
+
 def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
     from lookalike.candidates import local_order
 

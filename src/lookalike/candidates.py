@@ -104,6 +104,7 @@ def candidate_scores(
         return scores
     search = search if search is not None else build_search(vectors)
     known = reuse or {}
+    keypoints: dict[tuple[int, bool], Keypoints] = {}  # round two meets round one's images
     done = 0
     total = 0
 
@@ -130,7 +131,7 @@ def candidate_scores(
             if on_progress:
                 on_progress(done, total)
 
-        verify_pairs(model, pairs[fresh], raw[fresh], load, on_chunk=chunk_done)
+        verify_pairs(model, pairs[fresh], raw[fresh], load, on_chunk=chunk_done, cache=keypoints)
 
     verify(*candidate_pairs(model, vectors, search))
     if config.expand_neighbours > 0:
@@ -150,13 +151,16 @@ def verify_pairs(
     load: Callable[[int], Image.Image],
     *,
     on_chunk: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    cache: dict[tuple[int, bool], Keypoints] | None = None,
 ) -> np.ndarray:
     """Verified similarities of `pairs`, computed CHUNK pairs at a time.
 
     Pairs go in breadth-first order of the graph they form, so an image's pairs come
-    close together; its keypoints are kept until its last chunk (at most
+    close together; its keypoints are kept at least until its last chunk (at most
     KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
-    `on_chunk(pairs, similarities)` runs after each chunk (to store them as they come).
+    `cache` (by image and side) carries keypoints from one call to the next, within
+    that bound. `on_chunk(pairs, similarities)` runs after each chunk (to store them as
+    they come).
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
     order = local_order(pairs)
@@ -164,14 +168,17 @@ def verify_pairs(
     for position, row in enumerate(order.tolist()):
         for image in pairs[row].tolist():
             last_chunk[image] = position // CHUNK
-    cache: dict[tuple[int, bool], Keypoints] = {}
+    cache = {} if cache is None else cache
     for chunk, start in enumerate(range(0, len(order), CHUNK)):
         rows = order[start : start + CHUNK]
         fused[rows] = model.refine(load, pairs[rows], fused[rows], cache=cache)
-        for key in [k for k in cache if last_chunk[k[0]] <= chunk]:
-            del cache[key]
-        while len(cache) > 2 * KEYPOINT_CACHE:  # oldest first: a wide graph, memory bounded
-            del cache[next(iter(cache))]
+        if len(cache) > 2 * KEYPOINT_CACHE:
+            # Over the bound: first images this call needs no more (or never needed),
+            # then the oldest (a wide graph). Under it, keypoints stay for a later round.
+            for key in [k for k in cache if last_chunk.get(k[0], -1) <= chunk]:
+                del cache[key]
+            while len(cache) > 2 * KEYPOINT_CACHE:
+                del cache[next(iter(cache))]
         if on_chunk:
             on_chunk(pairs[rows], fused[rows])
     return fused
