@@ -5,24 +5,27 @@
 
 Prints milliseconds per image for: decoding at reduced size, preparation (border trim and
 resize), standardisation, the network (ONNX Runtime on one thread when installed, else
-PyTorch, in batches), and, for comparison, imagehash pHash from the file and a plain full
-decode. Everything runs in this process on one core, one step at a time, so the figures
-add up; the scan itself runs the steps in one process per core.
+PyTorch, in batches), and, for comparison, pHash as the other benchmarks run it
+(`lookalike.evaluate.peers.hash_files`: full decode with EXIF orientation, imagehash)
+and a plain full decode. Everything runs in this process on one core, one step at a
+time, so the figures add up; the scan itself runs the steps in one process per core.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import write_results  # type: ignore[import-not-found]
 from PIL import Image
 
+from lookalike.evaluate.peers import hash_files
 from lookalike.io import UnreadableImage, open_image
 from lookalike.model import load_model, prepare_image, standardise
 from lookalike.runtime import OnnxEncoder, onnx_available
@@ -86,19 +89,14 @@ def main() -> None:
         )
     ours = sum(ms.values())
 
-    import imagehash
-
-    def phash_all() -> None:
-        for p in paths:
-            with Image.open(p) as image:
-                imagehash.phash(image)
-
     def full_decode() -> None:
         for p in paths:
             with Image.open(p) as image:
                 image.load()
 
-    ms["pHash (imagehash, from the file)"], _ = _per_image(n, phash_all)
+    ms["pHash (imagehash, from the file)"], _ = _per_image(
+        n, lambda: hash_files(paths, "phash", workers=1)
+    )
     ms["full decode (PIL)"], _ = _per_image(n, full_decode)
 
     print(f"{n} files matching {args.pattern}; milliseconds per image on one core")
@@ -109,8 +107,7 @@ def main() -> None:
     print(f"  {'lookalike, sum of its steps':<36} {ours:7.3f}")
     print(f"pHash ÷ lookalike per image: {ms['pHash (imagehash, from the file)'] / ours:.2f}")
     if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as handle:
-            json.dump({"files": n, "pattern": args.pattern, "ms_per_image": ms}, handle, indent=1)
+        write_results(Path(args.json_out), "steps.py", None, {"files": n, "ms_per_image": ms})
 
 
 if __name__ == "__main__":
