@@ -6,7 +6,6 @@ import copy
 import hashlib
 import io as _bytes_io
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -405,29 +404,10 @@ class Model:
         config = self.verify
         cache = {} if cache is None else cache
 
-        locks: dict[tuple[int, bool], threading.Lock] = {}
-
-        def keypoints(n: int, mirrored: bool) -> Keypoints:
-            key = (n, mirrored)
-            found = cache.get(key)
-            if found is None:
-                with locks.setdefault(key, threading.Lock()):  # one load per image and side
-                    found = cache.get(key)
-                    if found is None:
-                        found = extract_keypoints(load(n), config, mirrored=mirrored)
-                        cache[key] = found
-            return found
-
-        def inliers(pair: np.ndarray) -> int:
-            a, b = int(pair[0]), int(pair[1])
-            direct = count_inliers(keypoints(a, False), keypoints(b, False), config)
-            if direct >= 4 * config.inlier_offset:
-                return direct
-            return max(direct, count_inliers(keypoints(a, True), keypoints(b, False), config))
-
         firsts = set(np.asarray(pairs)[:, 0].tolist())
 
         def prime(n: int) -> None:
+            # Runs once per image, before any match, so each image is decoded at most once.
             # Mirrored keypoints are matched for the first image of a pair: take both
             # sides from one decode (a mirrored match is tried for most pairs).
             missing = [
@@ -437,6 +417,13 @@ class Model:
                 image = load(n)
                 for mirrored in missing:
                     cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
+
+        def inliers(pair: np.ndarray) -> int:
+            a, b = int(pair[0]), int(pair[1])
+            direct = count_inliers(cache[(a, False)], cache[(b, False)], config)
+            if direct >= 4 * config.inlier_offset:
+                return direct
+            return max(direct, count_inliers(cache[(a, True)], cache[(b, False)], config))
 
         from concurrent.futures import ThreadPoolExecutor
 
