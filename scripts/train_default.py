@@ -1,14 +1,18 @@
 """Retrain the bundled default model from ../shared/photos (the committed train split).
 
-    python scripts/train_default.py PHOTO_DIR OUT.pt [--resume]
+    python scripts/train_default.py PHOTO_DIR OUT.pt [--clothing CLOTHING_DIR] [--resume]
 
 Model selection and calibration use the committed calibrate split; the test split is
-never read. Prints one line per epoch (loss, val_loss, validation recall at p=0.99).
+never read. With `--clothing`, the photos of its committed clothing splits join training
+and validation, each with its place (contributor) and subject (garment class): photos of
+one place are batched together as hard negatives. Prints one line per epoch (loss,
+val_loss, validation recall at p=0.99).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -25,11 +29,22 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.json")
     parser.add_argument("--splits", type=Path, default=ROOT / "data" / "splits")
+    parser.add_argument("--clothing", type=Path, help="../shared/clothing (images.csv, images/)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     config = TrainConfig.from_json(args.config)
     train = photo_paths(args.photos, args.splits / "train.txt")
     val = photo_paths(args.photos, args.splits / "calibrate.txt")
+    places = None
+    if args.clothing is not None:
+        images = args.clothing / "images"
+        train += photo_paths(images, args.splits / "clothing_train.txt")
+        val += photo_paths(images, args.splits / "clothing_calibrate.txt")
+        with (args.clothing / "images.csv").open(encoding="utf-8") as handle:
+            places = {
+                images / (row["image"] + ".jpg"): (row["sender_id"], row["label"])
+                for row in csv.DictReader(handle)
+            }
     began = time.time()
 
     def report(log, extra) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +64,13 @@ def main() -> int:
         )
 
     result = train_model(
-        train, args.out, config, val_photos=val, resume=args.resume, on_epoch=report
+        train,
+        args.out,
+        config,
+        val_photos=val,
+        places=places,
+        resume=args.resume,
+        on_epoch=report,
     )
     print(
         json.dumps(

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import make_picture
-from lookalike.augment import FAMILIES, apply_edit, apply_edits
+from lookalike.augment import FAMILIES, apply_edit, apply_edits, composite
 
 # Families whose result depends on the seed even at a fixed strength.
 RANDOM_FAMILIES = (
@@ -204,3 +204,16 @@ def test_tiny_pictures_do_not_crash() -> None:
         for family in FAMILIES:
             edited = apply_edit(picture(size), family, seed=2)
             assert edited.mode == "RGB" and edited.width >= 1 and edited.height >= 1
+
+
+def test_composite_keeps_the_background_and_pastes_a_different_subject_near_the_centre() -> None:
+    background, subject = picture(seed=1), picture(seed=2)
+    made = composite(background, subject, seed=3)
+    assert made.size == background.size
+    changed = np.any(pixels(made) != pixels(background), axis=2)
+    assert 0.2 <= changed.mean() <= 0.55  # 25-50 % of the picture, less where colours agree
+    rows, cols = np.nonzero(changed)
+    h, w = changed.shape
+    assert abs(rows.mean() - h / 2) < h / 4 and abs(cols.mean() - w / 2) < w / 4
+    assert same(made, composite(background, subject, seed=3))
+    assert not same(made, composite(background, subject, seed=4))

@@ -21,6 +21,7 @@ from lookalike.train import (
     TrainResult,
     _build_val,
     _exclusion_mask,
+    _PairStream,
     koleo_loss,
     load_photos,
     margin_contrastive_loss,
@@ -154,6 +155,41 @@ def test_exclusion_mask_keeps_a_photo_apart_from_its_own_tiles() -> None:
     assert mask[0, 1] and mask[1, 0] and mask[0, 2]  # whole photo vs its tile: overlap
     assert not mask[1, 2]  # two tiles of one photo share no pixels: a hard negative
     assert not mask[0, 3] and not mask[3, 0]
+
+
+def test_exclusion_mask_keeps_one_subject_of_one_place_apart() -> None:
+    sources = torch.tensor([0, 1, 2, 3])
+    tiles = torch.zeros(4, dtype=torch.bool)
+    shots = torch.tensor([5, 5, 6, -1])  # 0 and 1: same place, same subject (maybe re-shots)
+    mask = _exclusion_mask(sources, tiles, shots)
+    assert mask[0, 1] and mask[1, 0]
+    assert not mask[0, 2] and not mask[2, 3] and not mask[3, 0]
+
+
+def test_places_batch_photos_of_one_place_and_composites_join_as_negatives(
+    tmp_path: Path,
+) -> None:
+    paths = []
+    for k in range(8):
+        paths.append(tmp_path / f"p{k}.png")
+        make_picture(k, (96, 80)).save(paths[-1])
+    places = {
+        p: ("carpet" if k < 4 else f"room{k}", "shirt" if k < 2 else f"c{k}")
+        for k, p in enumerate(paths)
+    }
+    config = replace(TINY_TRAIN, place_share=1.0, place_photos=3, composites_per_batch=2)
+    items, _ = load_photos(paths, config, places=places)
+    assert len({it.place for it in items[:4]}) == 1 and items[4].place != items[0].place
+    stream = _PairStream(items, config, seed=0)
+    batch = next(iter(stream))
+    n = config.batch_photos + config.synthetic_per_batch + 2 * config.composites_per_batch
+    assert batch["anchors"].shape[0] == n
+    excluded = _exclusion_mask(batch["sources"], batch["tiles"], batch["shots"])
+    # Composites are distinct sources: negatives of everything but themselves.
+    assert not excluded[-2:, :-2].any() and not excluded[-1, -2]
+    # The two "shirt" photos of the carpet, when both are in the batch, are kept apart.
+    shirts = [i for i, s in enumerate(batch["shots"].tolist()) if s == batch["shots"][0] >= 0]
+    assert all(excluded[i, j] for i in shirts for j in shirts)
 
 
 # ---------------------------------------------------------------- data
@@ -362,9 +398,9 @@ def test_explicit_validation_photos_stay_out_of_training(
     loaded: list[list[Path]] = []
     real = train_module.load_photos
 
-    def spy(paths: list[Path], config: TrainConfig, with_tiles: bool = True) -> Any:
+    def spy(paths: list[Path], config: TrainConfig, **options: Any) -> Any:
         loaded.append(list(paths))
-        return real(paths, config, with_tiles)
+        return real(paths, config, **options)
 
     monkeypatch.setattr(train_module, "load_photos", spy)
     run(photos[:8], tmp_path / "m.pt", replace(TINY_TRAIN, epochs=1), val_photos=photos[8:])

@@ -291,3 +291,41 @@ def apply_edits(
     for family in families:
         image = apply_edit(image, family, seed=rng)
     return image
+
+
+def composite(
+    background: Image.Image,
+    subject: Image.Image,
+    *,
+    seed: int | np.random.Generator = 0,
+    area: tuple[float, float] = (0.25, 0.5),
+) -> Image.Image:
+    """Paste a crop of `subject` near the centre of `background`: a different picture
+    taken in the same place (a hard negative: two composites on one background share the
+    place, not the subject).
+
+    The pasted crop covers `area` (a range of shares) of the background, keeps a random
+    aspect and sits at a random place within the central region.
+
+    >>> a = composite(carpet, shirt, seed=1); b = composite(carpet, shoe, seed=2)
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    out = background.convert("RGB").copy()
+    w, h = out.size
+    share = float(rng.uniform(*area))
+    aspect = float(np.exp(rng.uniform(-0.4, 0.4)))
+    pw = min(w, max(4, round(np.sqrt(share * w * h * aspect))))
+    ph = min(h, max(4, round(share * w * h / pw)))
+    source = subject.convert("RGB")
+    sw, sh = source.size
+    keep = float(rng.uniform(0.5, 1.0))
+    cw = max(4, min(sw, round(sw * keep)))
+    ch = max(4, min(sh, round(cw * ph / pw)))
+    cx = int(rng.integers(0, sw - cw + 1))
+    cy = int(rng.integers(0, sh - ch + 1))
+    piece = source.crop((cx, cy, cx + cw, cy + ch)).resize((pw, ph), Image.Resampling.BILINEAR)
+    # "Near the centre": the piece's centre lies in the middle third of each side.
+    x = round(w / 2 - pw / 2 + rng.uniform(-w / 6, w / 6))
+    y = round(h / 2 - ph / 2 + rng.uniform(-h / 6, h / 6))
+    out.paste(piece, (min(max(0, x), w - pw), min(max(0, y), h - ph)))
+    return out

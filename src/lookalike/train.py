@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lookalike.augment import FAMILIES, apply_edit
+from lookalike.augment import FAMILIES, apply_edit, composite
 from lookalike.evaluate import calibrate_min_similarity, recall_at_precision
 from lookalike.io import UnreadableImage, iter_image_files, load_image
 from lookalike.model import (
@@ -52,6 +52,13 @@ class TrainConfig:
     margin: float = 0.5
     koleo_weight: float = 0.3
     tiles_per_photo: int = 4
+    composites_per_batch: int = 0
+    """Backgrounds per batch each given two different pasted subjects (two negatives that
+    share a place, not a subject: see `augment.composite`)."""
+    place_share: float = 0.0
+    """Chance that a photo with a known place (`photo_places`) brings up to
+    `place_photos` others of that place into its batch: different subjects, one background."""
+    place_photos: int = 6
     tile_min_side: int = 200
     cache_side: int = 320
     max_stacked_edits: int = 3
@@ -92,6 +99,10 @@ class _Item:
     pixels: np.ndarray
     source: int
     tile: bool
+    place: int = -1
+    """Photos taken in one place share it (-1: unknown)."""
+    subject: int = -1
+    """Photos of one place with the same subject may be re-shots: never negatives."""
 
 
 def _downscale(image: Image.Image, side: int) -> Image.Image:
@@ -117,19 +128,34 @@ def _cut_tiles(
 
 
 def load_photos(
-    paths: Sequence[Path], config: TrainConfig, with_tiles: bool = True
+    paths: Sequence[Path],
+    config: TrainConfig,
+    with_tiles: bool = True,
+    places: Mapping[Path, tuple[str, str]] | None = None,
 ) -> tuple[list[_Item], list[Path]]:
-    """Decode photos once into small in-memory copies, plus tiles (hard negatives)."""
+    """Decode photos once into small in-memory copies, plus tiles (hard negatives).
+
+    `places` gives some photos a (place, subject): photos of one place are batched
+    together as hard negatives, except two of the same subject (maybe re-shots).
+    """
     rng = random.Random(config.seed)
     items: list[_Item] = []
     skipped: list[Path] = []
+    numbers: dict[str, int] = {}
     for source, path in enumerate(paths):
         try:
             image = load_image(path, min_side=config.cache_side)
         except UnreadableImage:
             skipped.append(path)
             continue
-        items.append(_Item(np.asarray(_downscale(image, config.cache_side)), source, False))
+        place, subject = -1, -1
+        if places is not None and path in places:
+            where, what = places[path]
+            place = numbers.setdefault("place:" + where, len(numbers))
+            subject = numbers.setdefault("subject:" + what, len(numbers))
+        items.append(
+            _Item(np.asarray(_downscale(image, config.cache_side)), source, False, place, subject)
+        )
         if with_tiles and config.tiles_per_photo:
             for tile in _cut_tiles(image, config.tiles_per_photo, config.tile_min_side, rng):
                 items.append(_Item(np.asarray(_downscale(tile, config.cache_side)), source, True))
@@ -178,7 +204,9 @@ class _PairStream(IterableDataset):
     """Endless batches: for each picture an anchor view and an edited view (a positive).
 
     Every other picture of the batch is a negative, including tiles of the same photo
-    (same scene, no shared pixels); a whole photo and its own tiles are kept apart.
+    (same scene, no shared pixels), other photos of the same place and composites on a
+    shared background; a whole photo and its own tiles, and two photos of one subject in
+    one place, are kept apart.
     """
 
     def __init__(self, items: list[_Item], config: TrainConfig, seed: int) -> None:
@@ -192,29 +220,37 @@ class _PairStream(IterableDataset):
         rng = np.random.default_rng([self.seed, worker])
         cfg = self.config
         by_source: dict[int, list[int]] = {}
+        by_place: dict[int, list[int]] = {}
         for index, item in enumerate(self.items):
             by_source.setdefault(item.source, []).append(index)
+            if item.place >= 0 and not item.tile:
+                by_place.setdefault(item.place, []).append(index)
         sources = list(by_source)
         while True:
             chosen: list[int] = []
             for source in rng.permutation(sources):
                 members = by_source[int(source)]
+                first = self.items[members[0]]
                 # Sometimes bring in a photo's tiles together: hard negatives of one scene.
                 if len(members) > 1 and rng.random() < 0.3:
                     chosen.extend(members[1:])
+                elif first.place >= 0 and rng.random() < cfg.place_share:
+                    # Or other photos of its place: different subjects, one background.
+                    same = [m for m in by_place[first.place] if m not in chosen]
+                    picked = rng.permutation(same)[: 1 + cfg.place_photos]
+                    chosen.extend(int(m) for m in picked)
                 else:
                     chosen.append(members[0])
                 if len(chosen) >= cfg.batch_photos:
                     break
-            chosen = chosen[: cfg.batch_photos]
+            chosen = list(dict.fromkeys(chosen))[: cfg.batch_photos]
             yield self._batch(chosen, rng)
 
     def _batch(self, chosen: list[int], rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cfg = self.config
-        anchors, positives, sources, tiles = [], [], [], []
-        for index in chosen:
-            item = self.items[index]
-            image = Image.fromarray(item.pixels)
+        anchors, positives, sources, tiles, shots = [], [], [], [], []
+
+        def add(image: Image.Image, source: int, tile: bool = False, shot: int = -1) -> None:
             anchor = image
             if rng.random() < cfg.anchor_edit_prob:
                 anchor = edit_view(image, rng, 1)
@@ -222,29 +258,42 @@ class _PairStream(IterableDataset):
             positives.append(
                 prepare_image(edit_view(image, rng, cfg.max_stacked_edits), cfg.preprocess)
             )
-            sources.append(item.source)
-            tiles.append(item.tile)
-        for k in range(cfg.synthetic_per_batch):
-            image = synthetic_image(rng)
-            anchors.append(prepare_image(image, cfg.preprocess))
-            positives.append(
-                prepare_image(edit_view(image, rng, cfg.max_stacked_edits), cfg.preprocess)
-            )
-            sources.append(-1 - k - int(rng.integers(0, 1 << 30)))
-            tiles.append(False)
+            sources.append(source)
+            tiles.append(tile)
+            shots.append(shot)
+
+        for index in chosen:
+            item = self.items[index]
+            shot = item.place * (1 << 20) + item.subject if item.place >= 0 else -1
+            add(Image.fromarray(item.pixels), item.source, item.tile, shot)
+        for _ in range(cfg.synthetic_per_batch):
+            add(synthetic_image(rng), -1 - int(rng.integers(0, 1 << 40)))
+        for _ in range(cfg.composites_per_batch):
+            # One background, two different subjects pasted on it: negatives of each other.
+            picked = rng.choice(len(self.items), size=3, replace=False)
+            background, *subjects = (Image.fromarray(self.items[int(i)].pixels) for i in picked)
+            for subject in subjects:
+                add(composite(background, subject, seed=rng), -1 - int(rng.integers(0, 1 << 40)))
         return {
             "anchors": torch.from_numpy(np.stack(anchors)),
             "positives": torch.from_numpy(np.stack(positives)),
             "sources": torch.tensor(sources, dtype=torch.long),
             "tiles": torch.tensor(tiles, dtype=torch.bool),
+            "shots": torch.tensor(shots, dtype=torch.long),
         }
 
 
-def _exclusion_mask(sources: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
-    """True where two pictures overlap in pixels (a whole photo and its own tile)."""
+def _exclusion_mask(
+    sources: torch.Tensor, tiles: torch.Tensor, shots: torch.Tensor | None = None
+) -> torch.Tensor:
+    """True where two pictures overlap in pixels (a whole photo and its own tile), or may
+    show one subject in one place (`shots`, -1 = unknown)."""
     same = sources[:, None] == sources[None, :]
     one_whole = ~(tiles[:, None] & tiles[None, :])
-    return same & one_whole
+    excluded = same & one_whole
+    if shots is not None:
+        excluded |= (shots[:, None] == shots[None, :]) & (shots[:, None] >= 0)
+    return excluded
 
 
 def ntxent_loss(
@@ -298,7 +347,7 @@ def _loss(
 ) -> torch.Tensor:
     a = model(to_tensor(batch["anchors"].numpy(), pre))
     b = model(to_tensor(batch["positives"].numpy(), pre))
-    excluded = _exclusion_mask(batch["sources"], batch["tiles"])
+    excluded = _exclusion_mask(batch["sources"], batch["tiles"], batch.get("shots"))
     if config.loss == "margin":
         main = margin_contrastive_loss(a, b, excluded, config.margin)
     else:
@@ -328,6 +377,8 @@ def _build_val(items: list[_Item], config: TrainConfig) -> _ValSet:
         for i in range(0, len(order), config.batch_photos)
     ]
     wholes = [it for it in items if not it.tile]
+    # Seeded order, so photos from different folders mix between originals and distractors.
+    wholes = [wholes[int(i)] for i in rng.permutation(len(wholes))]
     half = max(1, len(wholes) // 2)
     originals, edits, owner = [], [], []
     for k, item in enumerate(wholes[:half]):
@@ -344,6 +395,15 @@ def _build_val(items: list[_Item], config: TrainConfig) -> _ValSet:
         for picture in tiles if tiles and k % 2 else [item]:
             distractors.append(prepare_image(Image.fromarray(picture.pixels), config.preprocess))
     distractors += [prepare_image(synthetic_image(rng), config.preprocess) for _ in range(64)]
+    if config.composites_per_batch:
+        # Three subjects on each of 32 backgrounds: a place shared, never a copy.
+        for _ in range(32):
+            picked = rng.choice(len(wholes), size=4, replace=False)
+            background, *subjects = (Image.fromarray(wholes[int(i)].pixels) for i in picked)
+            distractors += [
+                prepare_image(composite(background, s, seed=rng), config.preprocess)
+                for s in subjects
+            ]
     return _ValSet(
         batches, np.stack(originals), np.stack(edits), np.array(owner), np.stack(distractors)
     )
@@ -386,6 +446,7 @@ def train_model(
     config: TrainConfig = TrainConfig(),
     *,
     val_photos: Sequence[Path] | None = None,
+    places: Mapping[Path, tuple[str, str]] | None = None,
     resume: bool = False,
     on_epoch: Callable[[EpochLog, dict[str, float]], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
@@ -393,6 +454,7 @@ def train_model(
     """Train a Siamese encoder with a contrastive loss; keep the best checkpoint at `out`.
 
     Validation photos (by default a seeded share of `photos`) never enter training;
+    `places` names the (place, subject) of photos shot in one place (see `load_photos`);
     the best epoch is the one with the highest validation recall at precision 0.99, and
     the saved checkpoint's min_similarity is calibrated on those photos.
     """
@@ -409,8 +471,8 @@ def train_model(
         val_photos, photos = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
     if len(photos) < 2 or len(val_photos) < 2:
         raise ValueError("training needs at least 2 training and 2 validation photos")
-    train_items, _ = load_photos(photos, config)
-    val_items, _ = load_photos(val_photos, config)
+    train_items, _ = load_photos(photos, config, places=places)
+    val_items, _ = load_photos(val_photos, config, places=places)
     if len(train_items) < 2 or len(val_items) < 2:
         raise ValueError("too few readable photos to train on")
     val = _build_val(val_items, config)
