@@ -479,3 +479,43 @@ def test_blank_tiles_are_not_distractors(tmp_path: Path) -> None:
         grey = np.asarray(PILImage.open(truth.root / "images" / name).convert("L"), float)
         assert grey.std() >= 2.0
     assert 1 <= len(truth.distractors) < 4
+
+
+def test_composites_are_distractors_of_one_place_counted_apart(
+    photo_dir: Path, tiny_model, tmp_path: Path
+) -> None:
+    names = [f"photo_{k}.jpg" for k in range(9)]
+    truth = make_benchmark(
+        photo_dir,
+        tmp_path / "set",
+        originals=1,
+        distractors=2,
+        composites=1,
+        families=("jpeg",),
+        photo_names=names,
+        seed=3,
+        workers=1,
+    )
+    assert load_truth(truth.root) == truth
+    (siblings,) = truth.composites
+    assert len(siblings) == 3 and set(siblings) <= set(truth.distractors)
+    assert len({truth.sources[n].photo for n in siblings}) == 1  # one background
+    pixels = [np.asarray(Image.open(truth.root / IMAGES_DIR / n)) for n in siblings]
+    assert not np.array_equal(pixels[0], pixels[1])  # different subjects pasted
+    used = {truth.sources[n].photo for n in truth.images}
+    assert len(used) == 1 + 2 + 1  # subjects' photos appear nowhere else in the set
+    layout = pair_layout(truth)
+    assert len(layout.siblings) == 3
+    everything = evaluate_model(truth, tiny_model, min_similarity=0.0, workers=1).metrics
+    assert (everything.sibling_pairs, everything.sibling_fp) == (3, 3)
+    nothing = evaluate_model(truth, tiny_model, min_similarity=1.0, workers=1).metrics
+    assert nothing.sibling_fp == 0
+    with pytest.raises(BenchmarkError, match="composite backgrounds need 8 photos"):
+        make_benchmark(
+            photo_dir,
+            tmp_path / "too-many",
+            originals=1,
+            distractors=2,
+            composites=2,
+            photo_names=names,
+        )

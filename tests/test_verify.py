@@ -7,17 +7,21 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import make_picture
-from lookalike.augment import apply_edit
+from lookalike.augment import apply_edit, composite
 from lookalike.verify import (
     VerifyConfig,
+    content_disagreement,
     count_inliers,
     extract_keypoints,
     fuse_similarity,
+    match_keypoints,
     nearest_two,
     single_threaded_search,
+    verified_inliers,
 )
 
 CONFIG = VerifyConfig()
+CHECKED = VerifyConfig(max_disagreement=0.2, max_centre_disagreement=0.3)
 
 
 def _photo(seed: int) -> Image.Image:
@@ -254,3 +258,56 @@ def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
     component = [0 if 0 in p or 50 in p else 1 for p in pairs[order].tolist()]
     assert component == sorted(component)
     assert len(local_order(np.zeros((0, 2), dtype=np.int64))) == 0
+
+
+def _disagreement(a: Image.Image, b: Image.Image, mirrored: bool = False) -> tuple[float, float]:
+    first = extract_keypoints(a, CONFIG, mirrored=mirrored)
+    second = extract_keypoints(b, CONFIG)
+    found = match_keypoints(first, second, CONFIG)
+    assert found is not None
+    return content_disagreement(first, second, found.homography, CONFIG)
+
+
+@pytest.mark.parametrize(
+    "family", ["crop", "rotation", "angle", "border", "contrast", "grayscale", "lightness"]
+)
+def test_a_copy_agrees_in_content_after_alignment(family: str) -> None:
+    original = _photo(30)
+    share, centre = _disagreement(original, apply_edit(original, family, seed=3, strength=0.6))
+    assert share < 0.05 and centre < 0.05
+
+
+def test_a_mirrored_copy_agrees_through_the_mirrored_keypoints() -> None:
+    original = _photo(31)
+    share, centre = _disagreement(original, ImageOps.mirror(original), mirrored=True)
+    assert share < 0.05 and centre < 0.05
+
+
+def test_a_light_overlay_differs_only_where_it_was_painted() -> None:
+    original = _photo(32)
+    share, _ = _disagreement(original, apply_edit(original, "overlay", seed=0, strength=0.2))
+    assert 0.0 < share < 0.2
+
+
+def test_two_subjects_on_one_background_share_geometry_but_not_content() -> None:
+    background = _photo(33)
+    a = composite(background, _photo(34), seed=1, area=(0.35, 0.35))
+    b = composite(background, _photo(35), seed=1, area=(0.35, 0.35))
+    plain = count_inliers(extract_keypoints(a, CONFIG), extract_keypoints(b, CONFIG), CONFIG)
+    assert plain >= 40  # the background alone aligns them: geometry cannot tell
+    _, centre = _disagreement(a, b)
+    assert centre > CHECKED.max_centre_disagreement
+    checked = verified_inliers(
+        extract_keypoints(a, CHECKED),
+        extract_keypoints(a, CHECKED, mirrored=True),
+        extract_keypoints(b, CHECKED),
+        CHECKED,
+    )
+    assert checked == 0
+    copy = apply_edit(a, "crop", seed=2, strength=0.4)
+    assert (
+        verified_inliers(
+            extract_keypoints(a, CHECKED), None, extract_keypoints(copy, CHECKED), CHECKED
+        )
+        >= 40
+    )

@@ -24,10 +24,10 @@ from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
 from lookalike.verify import (
     Keypoints,
     VerifyConfig,
-    count_inliers,
     extract_keypoints,
     fuse_similarity,
     single_threaded_search,
+    verified_inliers,
 )
 
 CHECKPOINT_FORMAT = 1
@@ -420,10 +420,7 @@ class Model:
 
         def inliers(pair: np.ndarray) -> int:
             a, b = int(pair[0]), int(pair[1])
-            direct = count_inliers(cache[(a, False)], cache[(b, False)], config)
-            if direct >= 4 * config.inlier_offset:
-                return direct
-            return max(direct, count_inliers(cache[(a, True)], cache[(b, False)], config))
+            return verified_inliers(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
 
         from concurrent.futures import ThreadPoolExecutor
 

@@ -97,6 +97,10 @@ class Metrics:
     cpu_util: float
     peak_rss_mb: float
     extra: dict[str, float] = field(default_factory=dict)
+    sibling_pairs: int = 0
+    """Pairs of composites on one background (photos of one place, never copies)."""
+    sibling_fp: int = 0
+    """Of those, the pairs called duplicates at the system's decision cut-off."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class Truth:
     sources: dict[str, Source] = field(default_factory=dict)
     families: tuple[str, ...] = ()
     skipped: tuple[FileError, ...] = ()
+    composites: tuple[tuple[str, ...], ...] = ()
+    """Sets of distractors made on one background with different subjects: photos of one
+    place, never copies (the hardest negatives; their pairs are also reported apart)."""
 
     @property
     def images(self) -> tuple[str, ...]:

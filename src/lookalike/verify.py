@@ -4,6 +4,12 @@ The Siamese CNN proposes each image's nearest candidates; for pairs whose simila
 ambiguous, matching ORB keypoints under a RANSAC homography confirms a copy even after
 crops, rotations, perspective changes, borders and overlays (the ISC 2021 winners' "local
 verification"). A mirrored match is tried too, so flips are confirmed as well.
+
+Shared geometry is not yet a copy: two photos taken one after another in one place (different
+garments on the same carpet) match on the background. So a match must also agree in
+*content*: B warped onto A by the homography, both blurred and normalised over their overlap,
+may differ on only a small share of the overlap, and of its centre, where a photo's subject
+usually is (`content_disagreement`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ class VerifyConfig:
     candidate_min_similarity: float = 0.8
     confident_similarity: float = 1.0
     candidates_per_image: int = 5
+    max_disagreement: float = 1.0
+    """Largest share of the aligned overlap where A and B may differ (1.0: no content check)."""
+    max_centre_disagreement: float = 1.0
+    """The same share over the central half (each side) of the overlap: where subjects are."""
+    content_side: int = 96
+    """Longer side of the grey copies compared after alignment."""
+    content_tolerance: float = 1.0
+    """Two aligned pixels differ when their normalised grey levels are this many standard
+    deviations apart (after a blur)."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -42,11 +57,26 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class Keypoints:
-    """ORB keypoints of one image: positions (N, 2), binary descriptors (N, 32), image shape."""
+    """ORB keypoints of one image: positions (N, 2), binary descriptors (N, 32), image shape,
+    and a small grey copy (longer side `content_side`) for the content check."""
 
     points: np.ndarray
     descriptors: np.ndarray | None
     shape: tuple[int, int]
+    grey: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A plausible homography from A's keypoint frame to B's, with its inlier count."""
+
+    inliers: int
+    homography: np.ndarray
+    """3x3, mapping A's points (scaled to `side`) onto B's."""
+    src: np.ndarray
+    """A's inlier points (K, 2)."""
+    dst: np.ndarray
+    """B's inlier points (K, 2)."""
 
 
 def _cv2():  # type: ignore[no-untyped-def]
@@ -77,7 +107,11 @@ def extract_keypoints(
     )
     found, descriptors = orb.detectAndCompute(grey, None)
     points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
-    return Keypoints(points, descriptors, (grey.shape[0], grey.shape[1]))
+    small = max(8, config.content_side)
+    factor = small / config.side
+    small_size = (max(4, round(size[0] * factor)), max(4, round(size[1] * factor)))
+    content = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
+    return Keypoints(points, descriptors, (grey.shape[0], grey.shape[1]), content)
 
 
 def _spread(points: np.ndarray, shape: tuple[int, int]) -> float:
@@ -113,17 +147,23 @@ def single_threaded_search() -> None:
 
 def count_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
     """Matches consistent with one plausible homography from a to b (0 if none)."""
+    found = match_keypoints(a, b, config)
+    return found.inliers if found is not None else 0
+
+
+def match_keypoints(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Match | None:
+    """The plausible homography from a to b and its inliers, or None."""
     cv2 = _cv2()
     if a.descriptors is None or b.descriptors is None:
-        return 0
+        return None
     if len(a.descriptors) < 8 or len(b.descriptors) < 8:
-        return 0
+        return None
     distances, nearest = nearest_two(a.descriptors, b.descriptors)
     # Lowe's ratio test. When the two nearest tie, the match fails whichever comes first,
     # so the matches kept do not depend on how ties are broken.
     good = np.flatnonzero(distances[:, 0] < config.ratio * distances[:, 1])
     if len(good) < 12:
-        return 0
+        return None
     src = a.points[good]
     dst = b.points[nearest[good, 0]]
     # USAC (OpenCV's modern RANSAC) stops early on hopeless samples: ~30x faster than
@@ -131,20 +171,99 @@ def count_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
     cv2.setRNGSeed(0x5EED)
     homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, config.reprojection_px)
     if homography is None or mask is None:
-        return 0
+        return None
     inlier = mask.ravel().astype(bool)
     # A real copy maps by a moderate, non-degenerate transform and matches over an area,
     # not in one corner of repeated texture.
     det = float(np.linalg.det(homography[:2, :2]))
     if not 1 / 16 < abs(det) < 16 or np.abs(homography[2, :2]).max() > 0.005:
-        return 0
+        return None
     if inlier.sum() < config.min_inlier_share * len(good):
-        return 0
+        return None
     if _spread(src[inlier], a.shape) < config.min_spread:
-        return 0
+        return None
     if _spread(dst[inlier], b.shape) < config.min_spread:
+        return None
+    return Match(int(inlier.sum()), homography, src[inlier], dst[inlier])
+
+
+def content_disagreement(
+    a: Keypoints, b: Keypoints, homography: np.ndarray, config: VerifyConfig
+) -> tuple[float, float]:
+    """Shares of the aligned overlap, and of its centre, where A and B differ.
+
+    B's grey copy is warped into A's frame by `homography` (A -> B), both are blurred and
+    standardised over the overlap (so brightness, contrast and colour edits do not count),
+    and a pixel differs when the two are more than `content_tolerance` apart. Copies differ
+    where an overlay was painted or noise added; two subjects on one background differ
+    where the subjects are. (1.0, 1.0) when there is no grey copy or no overlap.
+    """
+    cv2 = _cv2()
+    if a.grey is None or b.grey is None:
+        return 1.0, 1.0
+    # Keypoint frames have longer side `side`; grey copies `content_side`: scale H to them.
+    fa = np.diag([a.grey.shape[1] / a.shape[1], a.grey.shape[0] / a.shape[0], 1.0])
+    fb = np.diag([b.grey.shape[1] / b.shape[1], b.grey.shape[0] / b.shape[0], 1.0])
+    small = fb @ homography @ np.linalg.inv(fa)
+    height, width = a.grey.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(b.grey.astype(np.float32), small, (width, height), flags=flags)
+    inside = cv2.warpPerspective(
+        np.ones(b.grey.shape, np.uint8),
+        small,
+        (width, height),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+    )
+    # Leave out a pixel-wide rim, where interpolation mixes in the outside.
+    overlap = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    if overlap.sum() < 16:
+        return 1.0, 1.0
+    sigma = max(0.5, config.content_side / 96)
+    first = cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), sigma)
+    second = cv2.GaussianBlur(warped, (0, 0), sigma)
+
+    def standard(values: np.ndarray) -> np.ndarray:
+        inner = values[overlap]
+        return (values - inner.mean()) / max(float(inner.std()), 2.0)
+
+    differs = np.abs(standard(first) - standard(second)) > config.content_tolerance
+    rows, cols = np.nonzero(overlap)
+    top, bottom = np.percentile(rows, [25, 75])
+    left, right = np.percentile(cols, [25, 75])
+    centre = overlap.copy()
+    centre[: int(top)] = False
+    centre[int(np.ceil(bottom)) + 1 :] = False
+    centre[:, : int(left)] = False
+    centre[:, int(np.ceil(right)) + 1 :] = False
+    share = float(differs[overlap].mean())
+    centre_share = float(differs[centre].mean()) if centre.any() else share
+    return share, centre_share
+
+
+def verified_inliers(
+    a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
+) -> int:
+    """Inliers of the best match of A (or its mirror image) with B whose content agrees.
+
+    A match whose aligned content differs beyond `max_disagreement` (or
+    `max_centre_disagreement` at its centre) shows one place, not one picture: it counts 0.
+    The mirrored match is tried unless the direct one is already strong.
+    """
+    best = _agreeing_inliers(a, b, config)
+    if a_mirrored is None or best >= 4 * config.inlier_offset:
+        return best
+    return max(best, _agreeing_inliers(a_mirrored, b, config))
+
+
+def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
+    found = match_keypoints(a, b, config)
+    if found is None:
         return 0
-    return int(inlier.sum())
+    if config.max_disagreement < 1.0 or config.max_centre_disagreement < 1.0:
+        share, centre = content_disagreement(a, b, found.homography, config)
+        if share > config.max_disagreement or centre > config.max_centre_disagreement:
+            return 0
+    return found.inliers
 
 
 def fuse_similarity(

@@ -48,6 +48,8 @@ METRIC_KEYS = (
     "images_per_s",
     "cpu_util",
     "peak_rss_mb",
+    "sibling_pairs",
+    "sibling_fp",
 )
 """Fixed keys of every system in `evaluate --json` (the metrics' `extra` follow them)."""
 
@@ -101,6 +103,13 @@ def make_benchmark_command(
     photos_list: Path | None = typer.Option(
         None, "--photos-list", help="Only use the photos named in this file (one per line)."
     ),
+    composites: int = typer.Option(
+        0,
+        "--composites",
+        min=0,
+        help="Backgrounds given 3 different pasted subjects each: photos of one place, "
+        "not copies (hard negatives, reported on their own line by evaluate).",
+    ),
     families: str | None = typer.Option(
         None, "--families", help="Comma-separated edit families (default: all 16)."
     ),
@@ -127,6 +136,7 @@ def make_benchmark_command(
             seed=seed,
             tiles=tiles,
             more_distractors=more_distractors,
+            composites=composites,
             families=chosen,
             photo_names=names,
             workers=workers,
@@ -140,7 +150,9 @@ def make_benchmark_command(
         stderr().print(f"skipped {skipped.path}: {skipped.reason}")
     stdout().print(
         f"wrote {counts['images']} images to {out / 'images'}: {counts['originals']} originals, "
-        f"{counts['edits']} edits, {counts['distractors']} distractors; "
+        f"{counts['edits']} edits, {counts['distractors']} distractors"
+        + (f" ({counts['composites']} of them composites)" if counts["composites"] else "")
+        + "; "
         f"{counts['positives']:,} positive and {counts['negatives']:,} negative pairs"
     )
 
@@ -165,6 +177,8 @@ def benchmark_counts(truth: Truth) -> dict[str, Any]:
         "families": list(truth.families),
         "positives_by_family": by_family,
         "skipped": len(truth.skipped),
+        "composites": sum(len(c) for c in truth.composites),
+        "sibling_pairs": len(layout.siblings),
     }
 
 
@@ -220,6 +234,12 @@ _ROWS: tuple[tuple[str, Callable[[Metrics], float], str], ...] = (
     ("F1", lambda m: m.f1, "ratio"),
     ("recall @ p0.99", lambda m: m.recall_at_p99, "ratio"),
     ("recall @ p0.999", lambda m: m.recall_at_p999, "ratio"),
+    ("same-place pairs", lambda m: m.sibling_pairs or math.nan, "int"),
+    (
+        "same-place FP rate",
+        lambda m: m.sibling_fp / m.sibling_pairs if m.sibling_pairs else math.nan,
+        "ratio",
+    ),
     ("PR AUC (AP)", lambda m: m.pr_auc, "ratio"),
     ("ROC AUC", lambda m: m.roc_auc, "ratio"),
     ("images/s", lambda m: m.images_per_s, "rate"),

@@ -16,7 +16,7 @@ import numpy as np
 import xxhash
 from PIL import Image
 
-from lookalike.augment import FAMILIES, apply_edit
+from lookalike.augment import FAMILIES, apply_edit, composite
 from lookalike.io import UnreadableImage, iter_image_files, load_image
 from lookalike.records import FileError, Source, Truth
 
@@ -29,6 +29,8 @@ MIN_TILE = 64
 BLANK_STD = 2.0
 """Tiles whose grey levels spread less than this (0-255 scale) are blank and left out."""
 """Shortest side of a distractor tile, in pixels."""
+SIBLINGS = 3
+"""Composites made on each background: different subjects, one place."""
 JPEG_QUALITY = 95
 """Every image is stored as JPEG at this quality, so the `jpeg` family's own heavier
 compression dominates and neither names nor formats tell an edit from an original."""
@@ -49,6 +51,7 @@ class _Job:
     original: bool
     families: tuple[str, ...] = ()  # an original: one edit per family
     tiles: int = 0  # a distractor: cut into up to this many tiles (0 = whole)
+    subjects: tuple[str, ...] = ()  # a background: one composite per subject photo
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ def _run_job(job: _Job, images_dir: str) -> _Written:
     rng = np.random.default_rng(job.seed)
     out = Path(images_dir)
     written: list[tuple[str, str | None, Source]] = []
+    if job.subjects:
+        return _write_composites(job, picture, rng, out)
     if job.original:
         picture.save(out / job.names[0], "JPEG", quality=JPEG_QUALITY)
         written.append((job.names[0], None, Source(job.photo, size)))
@@ -136,6 +141,34 @@ def _run_job(job: _Job, images_dir: str) -> _Written:
             continue
         tile.save(out / name, "JPEG", quality=JPEG_QUALITY)
         written.append((name, None, Source(job.photo, size, box)))
+    return _Written(job.photo, tuple(written))
+
+
+def _write_composites(
+    job: _Job, background: Image.Image, rng: np.random.Generator, out: Path
+) -> _Written:
+    """One background, a different subject pasted on each sibling (hard negatives).
+
+    Half the backgrounds are used whole; on the other half each sibling is first its own
+    crop (70-90 % a side) of the background, so siblings share only part of the place.
+    """
+    cropped = rng.random() < 0.5
+    written: list[tuple[str, str | None, Source]] = []
+    for name, subject_path in zip(job.names, job.subjects, strict=True):
+        try:
+            subject = _fit(load_image(subject_path, min_side=MAX_SIDE))
+        except UnreadableImage as exc:
+            return _Written(job.photo, error=f"{subject_path}: {exc.reason}")
+        base, box = background, None
+        if cropped:
+            w, h = background.size
+            cw, ch = round(w * rng.uniform(0.7, 0.9)), round(h * rng.uniform(0.7, 0.9))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            box = (x, y, x + cw, y + ch)
+            base = background.crop(box)
+        made = composite(base, subject, seed=rng, area=(0.2, 0.5))
+        made.save(out / name, "JPEG", quality=JPEG_QUALITY)
+        written.append((name, None, Source(job.photo, background.size, box)))
     return _Written(job.photo, tuple(written))
 
 
@@ -166,6 +199,7 @@ def make_benchmark(
     seed: int = 0,
     tiles: int = 0,
     more_distractors: str | os.PathLike[str] | None = None,
+    composites: int = 0,
     families: Sequence[str] = FAMILIES,
     photo_names: Sequence[str] | None = None,
     workers: int | None = None,
@@ -177,7 +211,11 @@ def make_benchmark(
     give an original and one edited copy per family; `distractors` other photos are used
     whole, or cut into up to `tiles` non-overlapping tiles (the whole photo is then not
     used). Every image of `more_distractors` is a distractor photo too; exact byte
-    duplicates of photos already chosen are skipped. Images get random, seeded names
+    duplicates of photos already chosen are skipped. `composites` further photos are
+    backgrounds, each given SIBLINGS different subjects (crops of yet other photos, pasted
+    near the centre): photos of one place that are not copies, counted as distractors and
+    listed in `Truth.composites` (taken from the remaining photos, then from
+    `more_distractors`). Images get random, seeded names
     (`out/images/<16 hex>.jpg`), so nothing leaks through names; `out/truth.json` holds
     the groups. The same arguments give the same set.
 
@@ -190,8 +228,8 @@ def make_benchmark(
         raise BenchmarkError(
             f"unknown edit family {unknown[0]!r}; expected some of {', '.join(FAMILIES)}"
         )
-    if originals < 0 or distractors < 0 or tiles < 0:
-        raise BenchmarkError("originals, distractors and tiles must be 0 or more")
+    if originals < 0 or distractors < 0 or tiles < 0 or composites < 0:
+        raise BenchmarkError("originals, distractors, tiles and composites must be 0 or more")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BenchmarkError(f"{out} already exists and is not an empty folder; choose a new one")
     photos = _choose_photos(photo_dir, photo_names)
@@ -217,6 +255,18 @@ def make_benchmark(
                 continue
             seen[digest] = str(path)
             chosen_distractors.append((path, str(path)))
+    # Composites draw on the photos left over, then on the extra distractors.
+    pool = [photos[i] for i in order[originals + distractors :]]
+    pool += chosen_distractors[distractors:]
+    needed = composites * (1 + SIBLINGS)
+    if needed > len(pool):
+        raise BenchmarkError(
+            f"{composites} composite backgrounds need {needed} photos besides the originals and "
+            f"distractors, but only {len(pool)} are left; add --more-distractors or ask for fewer"
+        )
+    composite_photos = pool[:needed]
+    taken = {n for _, n in composite_photos}
+    chosen_distractors = [d for d in chosen_distractors if d[1] not in taken]
 
     names_rng = np.random.default_rng([seed, 1])
     used: set[str] = set()
@@ -237,6 +287,18 @@ def make_benchmark(
         _Job(str(p), n, new_names(max(1, tiles)), int(rng.integers(2**63)), False, tiles=tiles)
         for p, n in chosen_distractors
     ]
+    for k in range(composites):
+        background, *subjects = composite_photos[k * (1 + SIBLINGS) : (k + 1) * (1 + SIBLINGS)]
+        jobs.append(
+            _Job(
+                str(background[0]),
+                background[1],
+                new_names(SIBLINGS),
+                int(rng.integers(2**63)),
+                False,
+                subjects=tuple(str(p) for p, _ in subjects),
+            )
+        )
     images_dir = out / IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
     results = _run_jobs(jobs, images_dir, workers, on_progress)
@@ -245,6 +307,7 @@ def make_benchmark(
     edits: dict[str, str] = {}
     sources: dict[str, Source] = {}
     distractor_names: list[str] = []
+    siblings: list[tuple[str, ...]] = []
     for job, result in zip(jobs, results, strict=True):
         if result.error is not None:
             skipped.append(FileError(Path(job.path), result.error))
@@ -257,6 +320,8 @@ def make_benchmark(
             groups.append(tuple(name for name, _, _ in result.images))
         else:
             distractor_names.extend(name for name, _, _ in result.images)
+        if job.subjects:
+            siblings.append(tuple(name for name, _, _ in result.images))
     truth = Truth(
         root=out,
         groups=tuple(groups),
@@ -266,6 +331,7 @@ def make_benchmark(
         sources=sources,
         families=families,
         skipped=tuple(skipped),
+        composites=tuple(siblings),
     )
     _write_truth(truth, seed=seed, tiles=tiles)
     return truth
@@ -309,6 +375,7 @@ def _write_truth(truth: Truth, *, seed: int, tiles: int) -> Path:
             for name, s in truth.sources.items()
         },
         "skipped": [{"photo": str(e.path), "reason": e.reason} for e in truth.skipped],
+        "composites": [list(c) for c in truth.composites],
         "seed": seed,
         "tiles": tiles,
     }
@@ -352,6 +419,7 @@ def load_truth(bench_dir: str | os.PathLike[str]) -> Truth:
             skipped=tuple(
                 FileError(Path(e["photo"]), str(e["reason"])) for e in payload.get("skipped", ())
             ),
+            composites=tuple(tuple(str(n) for n in c) for c in payload.get("composites", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise BenchmarkError(
@@ -370,6 +438,8 @@ def _check_truth(truth: Truth, path: Path) -> None:
     members = {n for g in truth.groups for n in g[1:]}
     if members != set(truth.edits):
         raise BenchmarkError(f"{path}: the edits and the groups' copies disagree")
+    if not {n for c in truth.composites for n in c} <= set(truth.distractors):
+        raise BenchmarkError(f"{path}: every composite must be a distractor")
     images_dir = truth.root / IMAGES_DIR
     missing = [n for n in names if not (images_dir / n).is_file()]
     if missing:
@@ -393,6 +463,8 @@ class PairLayout:
     ignored: int
     """Pairs of two edits of one original: neither positive nor negative."""
     families: tuple[str, ...] = field(default=())
+    siblings: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    """(S, 2) image indices of composite pairs on one background (negatives, listed apart)."""
 
     @property
     def positives(self) -> int:
@@ -421,6 +493,12 @@ def pair_layout(truth: Truth) -> PairLayout:
             family.append(truth.edits[edit])
         ignored += (len(members) - 1) * (len(members) - 2) // 2
     group[len(names) - len(truth.distractors) :] += len(truth.groups)
+    siblings = [
+        (index[a], index[b])
+        for members in truth.composites
+        for k, a in enumerate(members)
+        for b in members[k + 1 :]
+    ]
     images_dir = truth.root / IMAGES_DIR
     return PairLayout(
         paths=tuple(images_dir / n for n in names),
@@ -430,4 +508,5 @@ def pair_layout(truth: Truth) -> PairLayout:
         positive_family=tuple(family),
         ignored=ignored,
         families=truth.families,
+        siblings=np.array(siblings, dtype=np.int64).reshape(-1, 2),
     )

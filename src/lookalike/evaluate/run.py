@@ -131,6 +131,10 @@ def _finish(
 ) -> Evaluation:
     began = time.perf_counter()
     tally = tally_pairs(layout, scorer, min_score, valid=valid)
+    siblings = layout.siblings[valid[layout.siblings].all(axis=1)]
+    sibling_fp = sum(
+        int(scorer(np.array([a]), np.array([b]))[0, 0] >= min_score) for a, b in siblings.tolist()
+    )
     metrics = tally.metrics(
         system,
         seconds=cost.seconds,
@@ -145,6 +149,7 @@ def _finish(
             **extra,
         },
     )
+    metrics = replace(metrics, sibling_pairs=len(siblings), sibling_fp=sibling_fp)
     return Evaluation(metrics, tally.curves(system))
 
 
