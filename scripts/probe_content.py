@@ -5,7 +5,7 @@
 For every positive pair of a benchmark set, every pair of composites on one background
 and (with --clothing) each clothing photo's 10 nearest neighbours across garment classes,
 records the CNN similarity, the inliers of the best plausible homography (direct or
-mirrored) and the content disagreement at several tolerances. Prints a summary; the JSON
+mirrored) and the content disagreement under several settings. Prints a summary; the JSON
 holds every pair, to choose `max_disagreement` / `max_centre_disagreement` from.
 """
 
@@ -25,7 +25,13 @@ from lookalike.io import load_image
 from lookalike.model import load_model
 from lookalike.verify import content_disagreement, extract_keypoints, match_keypoints
 
-TOLERANCES = (0.6, 0.8, 1.0, 1.2, 1.5)
+SETTINGS = {  # name: (content_tolerance, content_min_correlation)
+    "t1.0r0.3": (1.0, 0.3),
+    "t1.0r0.5": (1.0, 0.5),
+    "t1.2r0.5": (1.2, 0.5),
+    "t1.0r0.6": (1.0, 0.6),
+    "t1.5r0.5": (1.5, 0.5),
+}
 UNSURE = {"Not sure", "Skip", "Other"}
 
 
@@ -90,19 +96,20 @@ def main() -> None:
             return out
         found, side = best
         out["inliers"] = found.inliers
-        for t in TOLERANCES:
+        for name, (t, r) in SETTINGS.items():
+            setting = replace(config, content_tolerance=t, content_min_correlation=r)
             share, centre = content_disagreement(
-                cache[a][side], cache[b][0], found.homography, replace(config, content_tolerance=t)
+                cache[a][side], cache[b][0], found.homography, setting
             )
-            out[f"d{t}"], out[f"c{t}"] = share, centre
+            out[f"d{name}"], out[f"c{name}"] = share, centre
         return out
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(probe, pairs))
     args.out.write_text(json.dumps(results))
     kinds = sorted({r["kind"] for r in results})
-    for t in TOLERANCES:
-        print(f"tolerance {t}: median / p90 of (overall, centre) disagreement, >= 12 inliers")
+    for t in SETTINGS:
+        print(f"{t}: median / p90 of (overall, centre) disagreement, >= 12 inliers")
         for kind in kinds:
             rows = [r for r in results if r["kind"] == kind and r["inliers"] >= 12]
             if not rows:

@@ -81,6 +81,29 @@ def test_another_model_drops_embeddings_and_check_model_refuses(
         index.check_model(other)
 
 
+def test_new_verification_settings_drop_verified_similarities_but_keep_embeddings(
+    tmp_path: Path, tiny_model: Model
+) -> None:
+    from dataclasses import replace
+
+    from lookalike.verify import VerifyConfig
+
+    path = tmp_path / "idx.lookalike"
+    checked = replace(tiny_model, verify=VerifyConfig())
+    with build_index(path, checked) as index:
+        with index.transaction() as conn:
+            conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('h', x'00000000')")
+        index.store_verified([("a", "b", 0.999)])
+    with build_index(path, replace(checked, verify=None)) as index:  # --no-verify keeps them
+        assert index.verified() == {("a", "b"): 0.999}
+    with build_index(path, checked) as index:  # the same rule: still valid
+        assert index.verified() == {("a", "b"): 0.999}
+    stricter = replace(checked, verify=VerifyConfig(max_centre_disagreement=0.5))
+    with build_index(path, stricter) as index:
+        assert index.verified() == {}
+        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+
+
 def test_a_reader_sees_committed_state_while_a_writer_holds_a_transaction(
     tmp_path: Path, tiny_model: Model
 ) -> None:

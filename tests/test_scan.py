@@ -506,3 +506,28 @@ def test_no_verify_scans_with_the_cnn_alone_at_its_own_cut_off(
     assert calls == []
     assert result.min_similarity == pytest.approx(0.95)
     assert all(p.similarity >= 0.95 for p in result.pairs if p.duplicate)
+
+
+@pytest.mark.slow
+def test_different_subjects_on_one_background_form_no_group(tmp_path: Path) -> None:
+    """Photos of one place are not copies: the shipped rule keeps them apart, yet still
+    groups a real edited copy of one of them."""
+    from PIL import Image
+
+    from lookalike.augment import apply_edit, composite
+    from lookalike.model import load_model
+    from lookalike.scan.demo import SAMPLES
+
+    samples = [Image.open(p).convert("RGB") for p in sorted(SAMPLES.glob("*.jpg"))]
+    folder = tmp_path / "place"
+    folder.mkdir()
+    for k, background in enumerate(samples[:3]):
+        subjects = [s for s in samples if s is not background][:3]
+        for j, subject in enumerate(subjects):
+            made = composite(background, subject, seed=10 * k + j, area=(0.25, 0.45))
+            made.save(folder / f"bg{k}_subject{j}.jpg", quality=92)
+    copy = apply_edit(Image.open(folder / "bg0_subject0.jpg"), "crop", seed=1, strength=0.3)
+    copy.save(folder / "bg0_subject0_crop.jpg", quality=92)
+    result = scan_folder(folder, tmp_path / "idx", model=load_model())
+    grouped = [sorted(m.path.name for m in g.members) for g in result.groups]
+    assert grouped == [["bg0_subject0.jpg", "bg0_subject0_crop.jpg"]]

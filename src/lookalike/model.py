@@ -564,6 +564,13 @@ def new_model(
     return Model(Encoder(config or EncoderConfig()), preprocess or Preprocess(), model_id=model_id)
 
 
+def rule_fingerprint(model: Model) -> str:
+    """A short digest of the verification settings: verified similarities from equal
+    rule fingerprints (and equal model fingerprints) can be reused."""
+    settings = asdict(model.verify) if model.verify is not None else None
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
 def fingerprint(model: Model) -> str:
     """A short digest of weights + preprocessing: embeddings from equal fingerprints mix."""
     digest = hashlib.sha256()

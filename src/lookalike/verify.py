@@ -20,6 +20,10 @@ import faiss
 import numpy as np
 from PIL import Image, ImageOps
 
+FLAT_VARIANCE = 0.02
+"""Local variance (in units of the overlap's variance) below which a window is flat: its
+pattern is noise, only its mean counts."""
+
 
 @dataclass(frozen=True)
 class VerifyConfig:
@@ -43,8 +47,12 @@ class VerifyConfig:
     content_side: int = 96
     """Longer side of the grey copies compared after alignment."""
     content_tolerance: float = 1.0
-    """Two aligned pixels differ when their normalised grey levels are this many standard
-    deviations apart (after a blur)."""
+    """Two aligned places differ when their local mean grey levels (standardised over the
+    overlap) are this many standard deviations apart."""
+    content_min_correlation: float = 0.5
+    """... or when either is textured and their local patterns correlate less than this."""
+    content_window: int = 7
+    """Side, in pixels of the grey copies, of the window compared around each place."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -192,11 +200,13 @@ def content_disagreement(
 ) -> tuple[float, float]:
     """Shares of the aligned overlap, and of its centre, where A and B differ.
 
-    B's grey copy is warped into A's frame by `homography` (A -> B), both are blurred and
-    standardised over the overlap (so brightness, contrast and colour edits do not count),
-    and a pixel differs when the two are more than `content_tolerance` apart. Copies differ
-    where an overlay was painted or noise added; two subjects on one background differ
-    where the subjects are. (1.0, 1.0) when there is no grey copy or no overlap.
+    B's grey copy is warped into A's frame by `homography` (A -> B); both are blurred and
+    standardised over the overlap, so brightness, contrast and colour edits do not count.
+    Around each pixel (a window of `content_window` pixels a side) the two differ when
+    their local means are more than `content_tolerance` apart, or when either is textured
+    and their local patterns do not correlate (below `content_min_correlation`). Copies
+    differ where an overlay was painted; two subjects on one background differ where the
+    subjects are. (1.0, 1.0) when there is no grey copy or no overlap.
     """
     cv2 = _cv2()
     if a.grey is None or b.grey is None:
@@ -206,27 +216,38 @@ def content_disagreement(
     fb = np.diag([b.grey.shape[1] / b.shape[1], b.grey.shape[0] / b.shape[0], 1.0])
     small = fb @ homography @ np.linalg.inv(fa)
     height, width = a.grey.shape
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(b.grey.astype(np.float32), small, (width, height), flags=flags)
-    inside = cv2.warpPerspective(
-        np.ones(b.grey.shape, np.uint8),
-        small,
-        (width, height),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+    inverse = cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(
+        b.grey.astype(np.float32), small, (width, height), flags=cv2.INTER_LINEAR | inverse
     )
-    # Leave out a pixel-wide rim, where interpolation mixes in the outside.
-    overlap = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    inside = cv2.warpPerspective(
+        np.ones(b.grey.shape, np.uint8), small, (width, height), flags=cv2.INTER_NEAREST | inverse
+    )
+    window = config.content_window
+    # Leave out the rim, where windows and interpolation reach outside the overlap.
+    overlap = cv2.erode(inside, np.ones((window, window), np.uint8)).astype(bool)
     if overlap.sum() < 16:
         return 1.0, 1.0
     sigma = max(0.5, config.content_side / 96)
-    first = cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), sigma)
-    second = cv2.GaussianBlur(warped, (0, 0), sigma)
 
     def standard(values: np.ndarray) -> np.ndarray:
+        values = cv2.GaussianBlur(values, (0, 0), sigma)
         inner = values[overlap]
         return (values - inner.mean()) / max(float(inner.std()), 2.0)
 
-    differs = np.abs(standard(first) - standard(second)) > config.content_tolerance
+    first, second = standard(a.grey.astype(np.float32)), standard(warped)
+
+    def local(values: np.ndarray) -> np.ndarray:
+        return cv2.blur(values, (window, window))
+
+    mean_a, mean_b = local(first), local(second)
+    var_a = np.maximum(local(first * first) - mean_a**2, 0.0)
+    var_b = np.maximum(local(second * second) - mean_b**2, 0.0)
+    cov = local(first * second) - mean_a * mean_b
+    textured = np.maximum(var_a, var_b) > FLAT_VARIANCE
+    correlation = cov / np.sqrt(var_a * var_b + 1e-6)
+    differs = np.abs(mean_a - mean_b) > config.content_tolerance
+    differs |= textured & (correlation < config.content_min_correlation)
     rows, cols = np.nonzero(overlap)
     top, bottom = np.percentile(rows, [25, 75])
     left, right = np.percentile(cols, [25, 75])

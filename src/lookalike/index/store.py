@@ -24,7 +24,7 @@ from lookalike.index.schema import (
     connect,
     create_schema,
 )
-from lookalike.model import Model, fingerprint
+from lookalike.model import Model, fingerprint, rule_fingerprint
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,22 @@ class Index:
     def adopt_model(self, model: Model) -> bool:
         """Make `model` the index's model; if another made the embeddings, drop them all.
 
-        Returns True when stored embeddings, pairs and groups were dropped.
+        Returns True when stored embeddings, pairs and groups were dropped. Verified
+        similarities are dropped also when only the verification settings changed (the
+        embeddings stay); a model without verification leaves them for a later scan.
         """
         current = fingerprint(model)
         stored = self.model_fingerprint
+        rule = rule_fingerprint(model)
         with self.transaction() as conn:
             dropped = stored is not None and stored != current
             if dropped:
                 for table in ("embeddings", "verified", "pairs", "members", "groups"):
                     conn.execute(f"DELETE FROM {table}")
+            elif model.verify is not None and self.meta().get("rule_fingerprint") != rule:
+                conn.execute("DELETE FROM verified")
+            if model.verify is not None:  # a scan without verification keeps them
+                self.set_meta(conn, rule_fingerprint=rule)
             self.set_meta(
                 conn,
                 model_id=model.model_id,

@@ -1,0 +1,43 @@
+"""Give a checkpoint's weights the decision rule of a training config (no retraining).
+
+    python scripts/apply_decision_rule.py IN.pt OUT.pt [--config CONFIG.json] [--model-id ID]
+
+Copies the config's `verify` settings and `preprocess.decode_min_side` onto the model in
+IN.pt and writes OUT.pt; calibrate OUT.pt afterwards (`lookalike calibrate`), since the
+cut-offs depend on the rule. This is how a new rule reaches already trained weights (v1.1,
+v1.2 and v1.3 are v1's weights with newer rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from lookalike.model import load_model, save_model
+from lookalike.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.json")
+    parser.add_argument("--model-id")
+    args = parser.parse_args()
+    config = TrainConfig.from_json(args.config)
+    model = load_model(args.checkpoint)
+    model = replace(
+        model,
+        verify=config.verify,
+        preprocess=replace(model.preprocess, decode_min_side=config.preprocess.decode_min_side),
+        model_id=args.model_id or model.model_id,
+    )
+    save_model(model, args.out)
+    print(f"wrote {args.out}: {model.model_id}, verify {config.verify}")
+
+
+if __name__ == "__main__":
+    main()
