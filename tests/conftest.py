@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,6 +18,23 @@ from lookalike.model import EncoderConfig, Model, Preprocess, new_model
 
 TINY_ENCODER = EncoderConfig(stem=8, widths=(16, 32), depths=(1, 1), embed_dim=16)
 TINY_PREPROCESS = Preprocess(input_size=64)
+
+
+def missing_part(reason: str) -> None:
+    """Skip a test whose optional part (an extra, a browser) is not installed, saying why;
+    under CI (`CI=true`) fail instead, so CI runs every test."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}: CI must run this test (`bash .ci/run` installs everything)")
+    pytest.skip(reason)
+
+
+def require_module(module: str, reason: str) -> ModuleType:
+    """Import an optional module, or skip (fail under CI) via `missing_part`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing_part(reason)
+        raise  # unreachable: missing_part raises
 
 
 def make_picture(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:

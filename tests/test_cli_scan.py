@@ -323,3 +323,34 @@ def test_demo_with_the_bundled_model_groups_only_copies_of_one_photo(tmp_path: P
     assert all(len(s) == 1 for s in stems), stems  # no group mixes two photos
     assert {"coffee"} in stems  # the byte-identical copy at least
     assert len(stems) >= 2  # and some edited copies
+
+
+def test_global_options_work_after_the_command_too(
+    photos: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from lookalike.cli._app import hoist_global_options
+
+    assert hoist_global_options(["scan", "d", "-q", "--threads", "1", "--", "-v"]) == [
+        "-q",
+        "--threads",
+        "1",
+        "scan",
+        "d",
+        "--",
+        "-v",
+    ]
+    args = [photos, "--model", tiny_checkpoint]
+    before = runner.invoke(app, ["-q", "scan", *map(str, args), "--index", str(tmp_path / "a")])
+    after = runner.invoke(
+        app, ["scan", *map(str, args), "--index", str(tmp_path / "b"), "-q", "--threads=1"]
+    )
+    assert before.exit_code == after.exit_code == 0, after.output
+    # Quiet both ways: the same summary (up to its timings), nothing else.
+    assert after.stdout.split(";")[0] == before.stdout.split(";")[0]
+    assert len(after.stdout.splitlines()) == len(before.stdout.splitlines())
+
+
+def test_help_shows_extras_in_brackets() -> None:
+    result = runner.invoke(app, ["scan", "--help"])
+    assert result.exit_code == 0
+    assert "extra [ray]" in " ".join(result.stdout.split())

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SyntheticFolder, make_picture
+from conftest import SyntheticFolder, make_picture, require_module
 from lookalike.embed import Prepared, embed_all, prepare_file
 from lookalike.model import Model, Preprocess, load_model
 from lookalike.records import ScanResult
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _needs(module: str) -> None:
-    pytest.importorskip(module, reason="the ray extra is not installed")
+    require_module(module, "needs the [ray] extra: pip install -e '.[ray]'")
 
 
 @pytest.fixture(scope="module")

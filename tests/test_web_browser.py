@@ -19,8 +19,6 @@ from lookalike.scan import read_result
 from lookalike.web import create_app
 from scan_support import content_model
 from web_support import (
-    CHROMEDRIVER,
-    CHROMIUM,
     HOSTILE_NAME,
     chromium,
     running_server,
@@ -57,10 +55,7 @@ def site(synthetic_folder: SyntheticFolder, tmp_path: Path) -> Iterator[Site]:
 
 @pytest.fixture()
 def browser(tmp_path: Path) -> Iterator[Any]:
-    for program in (CHROMIUM, CHROMEDRIVER):
-        if not program.exists():
-            pytest.fail(f"{program} is missing: apt-get install chromium chromium-driver")
-    driver = chromium(tmp_path / "profile")
+    driver = chromium(tmp_path / "profile")  # skips (fails under CI) without Chromium
     try:
         yield driver
     finally:

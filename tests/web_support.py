@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import SyntheticFolder, make_picture
+from conftest import SyntheticFolder, make_picture, missing_part
 from lookalike.scan import scan_folder
 from scan_support import content_model
 
@@ -80,6 +80,12 @@ def chromium(profile: Path, width: int = 1280, height: int = 900) -> Any:
     """Headless Debian Chromium through Debian's chromedriver, with a fresh profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        missing_part(
+            f"needs Debian's Chromium and its driver ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver, or run `bash .ci/run`"
+        )
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)

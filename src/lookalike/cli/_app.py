@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from lookalike import __version__
 
@@ -21,12 +22,46 @@ EXIT_FOUND = 1
 EXIT_UNREADABLE = 1
 EXIT_USAGE = 2
 
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose"})
+GLOBAL_VALUED = frozenset({"--threads"})
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the command (`lookalike scan -q DIR`) before it,
+    where Click looks for them (`lookalike -q scan DIR`). Nothing after `--` moves."""
+    command = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+    if command is None:
+        return args
+    front, rest, moved = args[:command], [args[command]], []
+    tail = iter(args[command + 1 :])
+    for arg in tail:
+        if arg == "--":
+            rest += [arg, *tail]
+            break
+        if arg in GLOBAL_FLAGS or arg.split("=", 1)[0] in GLOBAL_VALUED:
+            moved.append(arg)
+            if arg in GLOBAL_VALUED:
+                moved.append(next(tail, ""))
+        else:
+            rest.append(arg)
+    return front + moved + rest
+
+
+class _Commands(TyperGroup):
+    """The command group, accepting the global options after the command too."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+
 app = typer.Typer(
     name="lookalike",
+    cls=_Commands,
     help="Find replicated images: edited, cropped, recoloured or re-compressed copies.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: `[ray]` is an extra's name, not markup
 )
 
 

@@ -110,6 +110,12 @@ def make_benchmark_command(
         help="Backgrounds given 3 different pasted subjects each: photos of one place, "
         "not copies (hard negatives, reported on their own line by evaluate).",
     ),
+    composite_photos: Path | None = typer.Option(
+        None,
+        "--composite-photos",
+        help="Draw the composites' backgrounds and subjects from this folder only "
+        "(default: photos left over, then --more-distractors).",
+    ),
     families: str | None = typer.Option(
         None, "--families", help="Comma-separated edit families (default: all 16)."
     ),
@@ -137,6 +143,7 @@ def make_benchmark_command(
             tiles=tiles,
             more_distractors=more_distractors,
             composites=composites,
+            composite_photos=composite_photos,
             families=chosen,
             photo_names=names,
             workers=workers,

@@ -200,6 +200,7 @@ def make_benchmark(
     tiles: int = 0,
     more_distractors: str | os.PathLike[str] | None = None,
     composites: int = 0,
+    composite_photos: str | os.PathLike[str] | None = None,
     families: Sequence[str] = FAMILIES,
     photo_names: Sequence[str] | None = None,
     workers: int | None = None,
@@ -214,10 +215,10 @@ def make_benchmark(
     duplicates of photos already chosen are skipped. `composites` further photos are
     backgrounds, each given SIBLINGS different subjects (crops of yet other photos, pasted
     near the centre): photos of one place that are not copies, counted as distractors and
-    listed in `Truth.composites` (taken from the remaining photos, then from
-    `more_distractors`). Images get random, seeded names
-    (`out/images/<16 hex>.jpg`), so nothing leaks through names; `out/truth.json` holds
-    the groups. The same arguments give the same set.
+    listed in `Truth.composites`, drawn from `composite_photos` (a folder used for nothing
+    else), or else from the remaining photos, then from `more_distractors`. Images get
+    random, seeded names (`out/images/<16 hex>.jpg`), so nothing leaks through names;
+    `out/truth.json` holds the groups. The same arguments give the same set.
 
     >>> make_benchmark("photos", "bench", originals=100, distractors=200, tiles=4)
     """
@@ -255,17 +256,24 @@ def make_benchmark(
                 continue
             seen[digest] = str(path)
             chosen_distractors.append((path, str(path)))
-    # Composites draw on the photos left over, then on the extra distractors.
-    pool = [photos[i] for i in order[originals + distractors :]]
-    pool += chosen_distractors[distractors:]
+    if composite_photos is not None:
+        folder = Path(composite_photos)
+        if not folder.is_dir():
+            raise BenchmarkError(f"not a folder: {folder}")
+        found = sorted(iter_image_files([folder]))
+        shuffle = np.random.default_rng([seed, 2]).permutation(len(found))
+        pool = [(found[i], str(found[i])) for i in shuffle]
+    else:  # the photos left over, then the extra distractors
+        pool = [photos[i] for i in order[originals + distractors :]]
+        pool += chosen_distractors[distractors:]
     needed = composites * (1 + SIBLINGS)
     if needed > len(pool):
         raise BenchmarkError(
             f"{composites} composite backgrounds need {needed} photos besides the originals and "
             f"distractors, but only {len(pool)} are left; add --more-distractors or ask for fewer"
         )
-    composite_photos = pool[:needed]
-    taken = {n for _, n in composite_photos}
+    chosen_composites = pool[:needed]
+    taken = {n for _, n in chosen_composites}
     chosen_distractors = [d for d in chosen_distractors if d[1] not in taken]
 
     names_rng = np.random.default_rng([seed, 1])
@@ -288,7 +296,7 @@ def make_benchmark(
         for p, n in chosen_distractors
     ]
     for k in range(composites):
-        background, *subjects = composite_photos[k * (1 + SIBLINGS) : (k + 1) * (1 + SIBLINGS)]
+        background, *subjects = chosen_composites[k * (1 + SIBLINGS) : (k + 1) * (1 + SIBLINGS)]
         jobs.append(
             _Job(
                 str(background[0]),
