@@ -217,6 +217,7 @@ def _write_shards(x: np.ndarray, folder: Path, rows: int, error_every: int = 0) 
 
 
 def test_sharded_search_equals_brute_force_locally(tmp_path: Path) -> None:
+    _needs("pyarrow")
     from lookalike.distributed import find_pairs_sharded, read_paths, shard_offsets
 
     x = _planted(1500, 24, seed=3)
@@ -235,6 +236,7 @@ def test_sharded_search_equals_brute_force_locally(tmp_path: Path) -> None:
 
 
 def test_sharded_inverted_file_finds_the_planted_pairs(tmp_path: Path) -> None:
+    _needs("pyarrow")
     from lookalike.distributed import find_pairs_sharded
 
     x = _planted(6000, 24, seed=4)
