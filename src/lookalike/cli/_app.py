@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,34 @@ EXIT_OK = 0
 EXIT_FOUND = 1
 EXIT_UNREADABLE = 1
 EXIT_USAGE = 2
+EXIT_MACHINE = 3
+"""The machine refused: a full disk, a read-only place, no permission, a vanished folder."""
+
+_SPACE = "free some space or choose another place"
+_WRITABLE = "choose a place you may write to"
+_FAULTS = {
+    errno.ENOSPC: ("no space left on the device", _SPACE),
+    errno.EDQUOT: ("the disk quota is used up", _SPACE),
+    errno.EROFS: ("the file system is read-only", _WRITABLE),
+    errno.EACCES: ("permission denied", _WRITABLE),
+    errno.EPERM: ("operation not permitted", _WRITABLE),
+    errno.ENOENT: ("no such file or folder (missing, or removed meanwhile)", "check the path"),
+}
+_SQLITE_FAULTS = {  # primary result codes of SQLite
+    13: ("the disk is full (SQLITE_FULL)", _SPACE),
+    10: ("a disk I/O error (SQLITE_IOERR: a full or failing disk?)", _SPACE),
+    8: ("the index cannot be written (SQLITE_READONLY: a read-only place?)", _WRITABLE),
+    14: ("the index cannot be opened (SQLITE_CANTOPEN: a read-only or missing folder?)", _WRITABLE),
+    3: ("permission denied (SQLITE_PERM)", _WRITABLE),
+}
+_PLACES = {
+    "scan": "--index, --html-out, --json-out, --csv-out, --list-out",
+    "leaks": "--index, --json-out",
+    "quarantine": "--to",
+    "explain": "--out",
+    "demo": "the demo folder",
+}
+
 
 GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose"})
 GLOBAL_VALUED = frozenset({"--threads"})
@@ -47,11 +77,60 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + moved + rest
 
 
+def machine_fault(exc: BaseException, args: list[str]) -> str | None:
+    """One line for a fault of the machine (full disk, read-only place, no permission),
+    naming the path and what to do; None for any other error. `args` are the command
+    line after the program name (to name the command, and the index when SQLite does not
+    say which file failed)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        fault = _SQLITE_FAULTS.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
+        path = _option_value(args, "--index") or "the index"
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        fault = _FAULTS.get(exc.errno)
+        path = str(exc.filename) if exc.filename else "a file"
+    else:
+        return None
+    if fault is None:
+        return None
+    reason, advice = fault
+    command = next((a for a in hoist_global_options(args) if not a.startswith("-")), "")
+    if command in _PLACES:
+        advice += f" ({_PLACES[command]})"
+    if command == "scan":
+        advice += "; run the scan again then: it resumes where it stopped, embedding nothing twice"
+    return f"{path}: {reason}; {advice} (-v shows the traceback)"
+
+
+def _option_value(args: list[str], name: str) -> str | None:
+    for k, arg in enumerate(args):
+        if arg == name and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 class _Commands(TyperGroup):
-    """The command group, accepting the global options after the command too."""
+    """The command group: global options may also follow the command, and a fault of the
+    machine becomes one line and EXIT_MACHINE (with -v, the traceback too)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["lookalike.args"] = list(args)
         return super().parse_args(ctx, hoist_global_options(args))
+
+    def invoke(self, ctx: Any) -> Any:
+        args = ctx.meta.get("lookalike.args", [])
+        try:
+            return super().invoke(ctx)
+        except (OSError, sqlite3.OperationalError) as exc:
+            message = machine_fault(exc, args)
+            if message is None:
+                raise
+            if SETTINGS.verbose:
+                import traceback
+
+                traceback.print_exc()
+            raise fail(message, EXIT_MACHINE) from None
 
 
 app = typer.Typer(

@@ -116,7 +116,10 @@ class Index:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk): the original
+            # error is the one to report.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -420,6 +423,9 @@ def open_index(path: str | os.PathLike[str]) -> Index:
     conn = connect(path)
     try:
         check_schema(path, conn)
+    except sqlite3.OperationalError:  # the machine's fault (a full disk...), not the file's
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
@@ -448,6 +454,9 @@ def build_index(path: str | os.PathLike[str], model: Model) -> Index:
             create_schema(conn)
         conn.execute("COMMIT")
         check_schema(path, conn)
+    except sqlite3.OperationalError:  # the machine's fault (a full disk...), not the file's
+        conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
