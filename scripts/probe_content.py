@@ -23,7 +23,12 @@ import numpy as np
 from lookalike.evaluate import load_truth, pair_layout
 from lookalike.io import load_image
 from lookalike.model import load_model
-from lookalike.verify import content_disagreement, extract_keypoints, match_keypoints
+from lookalike.verify import (
+    centre_match_rate,
+    content_disagreement,
+    extract_keypoints,
+    match_keypoints,
+)
 
 SETTINGS = {  # name: (content_tolerance, content_min_correlation)
     "t1.0r0.3": (1.0, 0.3),
@@ -96,6 +101,9 @@ def main() -> None:
             return out
         found, side = best
         out["inliers"] = found.inliers
+        out["rate_centre"], out["rate_outer"] = centre_match_rate(
+            cache[a][side], cache[b][0], found
+        )
         for name, (t, r) in SETTINGS.items():
             setting = replace(config, content_tolerance=t, content_min_correlation=r)
             share, centre = content_disagreement(

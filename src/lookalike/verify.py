@@ -53,6 +53,9 @@ class VerifyConfig:
     """... or when either is textured and their local patterns correlate less than this."""
     content_window: int = 7
     """Side, in pixels of the grey copies, of the window compared around each place."""
+    min_centre_match_ratio: float = 0.0
+    """A match whose inlier share in the centre of the overlap falls below this fraction of
+    the share around it matched the background only (0: no check; see centre_match_rate)."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -85,6 +88,8 @@ class Match:
     """A's inlier points (K, 2)."""
     dst: np.ndarray
     """B's inlier points (K, 2)."""
+    rows: np.ndarray
+    """Indices of the inliers among A's keypoints."""
 
 
 def _cv2():  # type: ignore[no-untyped-def]
@@ -192,7 +197,7 @@ def match_keypoints(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Match |
         return None
     if _spread(dst[inlier], b.shape) < config.min_spread:
         return None
-    return Match(int(inlier.sum()), homography, src[inlier], dst[inlier])
+    return Match(int(inlier.sum()), homography, src[inlier], dst[inlier], good[inlier])
 
 
 def content_disagreement(
@@ -261,13 +266,43 @@ def content_disagreement(
     return share, centre_share
 
 
+def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, float]:
+    """Shares of A's keypoints that are inliers, in the centre of the overlap and around it.
+
+    The overlap: A's keypoints that the homography maps inside B; its centre: the middle
+    half of them along each axis. A copy matches about as well in the middle as around it;
+    two subjects photographed in one place match on the background around them only.
+    """
+    cv2 = _cv2()
+    points = a.points
+    if len(points) == 0:
+        return 0.0, 0.0
+    mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), found.homography)
+    mapped = mapped.reshape(-1, 2)
+    height, width = b.shape
+    inside = (mapped[:, 0] >= 0) & (mapped[:, 0] < width) & (mapped[:, 1] >= 0)
+    inside &= mapped[:, 1] < height
+    if inside.sum() < 8:
+        return 0.0, 0.0
+    x, y = points[inside, 0], points[inside, 1]
+    (left, right), (top, bottom) = np.percentile(x, [25, 75]), np.percentile(y, [25, 75])
+    central = np.zeros(len(points), dtype=bool)
+    central[inside] = (x >= left) & (x <= right) & (y >= top) & (y <= bottom)
+    outer = inside & ~central
+    matched = np.zeros(len(points), dtype=bool)
+    matched[found.rows] = True
+    rate = [float(matched[part].mean()) if part.any() else 0.0 for part in (central, outer)]
+    return rate[0], rate[1]
+
+
 def verified_inliers(
     a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
 ) -> int:
     """Inliers of the best match of A (or its mirror image) with B whose content agrees.
 
     A match whose aligned content differs beyond `max_disagreement` (or
-    `max_centre_disagreement` at its centre) shows one place, not one picture: it counts 0.
+    `max_centre_disagreement` at its centre), or whose inliers avoid the centre of the
+    overlap (`min_centre_match_ratio`), shows one place, not one picture: it counts 0.
     The mirrored match is tried unless the direct one is already strong.
     """
     best = _agreeing_inliers(a, b, config)
@@ -283,6 +318,10 @@ def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
     if config.max_disagreement < 1.0 or config.max_centre_disagreement < 1.0:
         share, centre = content_disagreement(a, b, found.homography, config)
         if share > config.max_disagreement or centre > config.max_centre_disagreement:
+            return 0
+    if config.min_centre_match_ratio > 0.0:
+        middle, around = centre_match_rate(a, b, found)
+        if middle < config.min_centre_match_ratio * around:
             return 0
     return found.inliers
 
