@@ -238,6 +238,7 @@ def test_shipped_config_carries_the_decision_rule_and_training_saves_it(
     shipped = TrainConfig.from_json(Path(__file__).parents[1] / "configs" / "default.json")
     assert shipped.verify is not None and shipped.verify.expand_neighbours > 0
     assert shipped.verify.max_disagreement < 1.0 and shipped.verify.max_centre_disagreement < 1.0
+    assert shipped.verify.min_centre_inlier_share > 0.0
     assert shipped.preprocess.decode_min_side > 0
     path = tmp_path / "config.json"
     config = replace(TINY_TRAIN, epochs=1, verify=shipped.verify)

@@ -311,3 +311,24 @@ def test_two_subjects_on_one_background_share_geometry_but_not_content() -> None
         )
         >= 40
     )
+
+
+def test_a_match_on_the_background_alone_leaves_the_centre_out() -> None:
+    from lookalike.verify import centre_match_rate
+
+    background = _photo(36)
+    a = composite(background, _photo(37), seed=2, area=(0.4, 0.4))
+    b = composite(background, _photo(38), seed=2, area=(0.4, 0.4))
+    first, second = extract_keypoints(a, CONFIG), extract_keypoints(b, CONFIG)
+    found = match_keypoints(first, second, CONFIG)
+    assert found is not None and found.inliers >= 20  # the shared background
+    middle, around = centre_match_rate(first, second, found)
+    assert middle < 0.02 < around
+    copy = extract_keypoints(apply_edit(a, "rotation", seed=4, strength=0.3), CONFIG)
+    found = match_keypoints(first, copy, CONFIG)
+    assert found is not None
+    middle, around = centre_match_rate(first, copy, found)
+    assert middle > 0.5 * around > 0.02
+    strict = VerifyConfig(min_centre_inlier_share=0.02)
+    assert verified_inliers(first, None, second, strict) == 0
+    assert verified_inliers(first, None, copy, strict) > 0

@@ -53,9 +53,10 @@ class VerifyConfig:
     """... or when either is textured and their local patterns correlate less than this."""
     content_window: int = 7
     """Side, in pixels of the grey copies, of the window compared around each place."""
-    min_centre_match_ratio: float = 0.0
-    """A match whose inlier share in the centre of the overlap falls below this fraction of
-    the share around it matched the background only (0: no check; see centre_match_rate)."""
+    min_centre_inlier_share: float = 0.0
+    """Share of A's keypoints in the centre of the overlap that must be inliers: a match
+    that leaves the centre out matched the background only (0: no check; see
+    `centre_match_rate`)."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -302,7 +303,7 @@ def verified_inliers(
 
     A match whose aligned content differs beyond `max_disagreement` (or
     `max_centre_disagreement` at its centre), or whose inliers avoid the centre of the
-    overlap (`min_centre_match_ratio`), shows one place, not one picture: it counts 0.
+    overlap (`min_centre_inlier_share`), shows one place, not one picture: it counts 0.
     The mirrored match is tried unless the direct one is already strong.
     """
     best = _agreeing_inliers(a, b, config)
@@ -319,9 +320,9 @@ def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
         share, centre = content_disagreement(a, b, found.homography, config)
         if share > config.max_disagreement or centre > config.max_centre_disagreement:
             return 0
-    if config.min_centre_match_ratio > 0.0:
-        middle, around = centre_match_rate(a, b, found)
-        if middle < config.min_centre_match_ratio * around:
+    if config.min_centre_inlier_share > 0.0:
+        middle, _ = centre_match_rate(a, b, found)
+        if middle < config.min_centre_inlier_share:
             return 0
     return found.inliers
 
