@@ -311,6 +311,14 @@ def _shapes_and_names(w: _Writer) -> None:
             _oriented(upright, orientation),
             (80, 48),
         )
+    for fmt, name in (("HEIF", "orientation/IMG_0002.HEIC"), ("AVIF", "orientation/o6.avif")):
+        # Phone formats, stored turned with orientation 6: read upright, one picture with
+        # the JPEGs above.
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        stored = upright.transpose(STORED_FOR_ORIENTATION[6])
+        data = _encode(stored, fmt, exif=exif.tobytes(), quality=95)
+        w.good(f"{fmt} photo, EXIF orientation 6", name, data, (80, 48))
     for orientation in (0, 9):  # out of range: the picture is shown as stored
         w.good(
             "invalid EXIF orientation",
@@ -425,7 +433,12 @@ def _skipped(w: _Writer, planted_original: bytes) -> None:
     w.skipped("non-image file (text)", "notes.txt", b"not an image\n")
     w.skipped("non-image file (no extension)", "README", b"read me\n")
     w.skipped("non-image file (zip)", "archive.zip", b"PK\x05\x06" + b"\0" * 18)
-    w.skipped("unsupported image name (HEIC)", "phone.heic", _encode(_picture(60), "JPEG"))
+    w.broken(
+        "camera RAW file",
+        "camera/IMG_0001.CR2",
+        b"II*\x00\x10\x00\x00\x00CR\x02\x00" + b"\0" * 64,
+        reason="unsupported format: a camera RAW file",
+    )
     w.skipped("image-like double extension", "photo.jpg.txt", _encode(_picture(61), "JPEG"))
     w.link("symlink loop (folder)", "loops/up", "..", SKIPPED)
     w.link("symlink loop (folder)", "loops/self", ".", SKIPPED)

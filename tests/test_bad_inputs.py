@@ -137,7 +137,7 @@ def test_a_scan_of_the_corpus_reads_every_good_file_and_finds_the_planted_copies
         assert copies in groups, [g for g in groups if g & copies]
     assert all(g in corpus.planted for g in groups if g & planted)
     oriented = {c.path for c in corpus.cases if "EXIF orientation" in c.kind}
-    assert oriented in groups  # all nine shown upright: one picture
+    assert oriented in groups  # all eleven shown upright (HEIC and AVIF too): one picture
 
     # Run again: the same outcome, less the two deleted files; the grown file read afresh.
     again = _scan(corpus, index)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bad_inputs import STORED_FOR_ORIENTATION as _STORED
 from bad_inputs import png_declaring
+from conftest import make_picture
 from lookalike.io import (
     MAX_PIXELS,
     UnreadableImage,
@@ -469,3 +470,35 @@ def test_is_image_name() -> None:
     assert is_image_name(Path("scan.tiff"))
     assert not is_image_name(Path("photo.jpg.txt"))
     assert not is_image_name(Path("README"))
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("HEIF", "IMG_0001.HEIC"), ("AVIF", "photo.avif")])
+def test_phone_formats_read_upright_like_any_photo(fmt: str, name: str, tmp_path: Path) -> None:
+    picture = make_picture(41, (120, 90))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned, shown upright
+    path = tmp_path / name
+    picture.transpose(Image.Transpose.ROTATE_90).save(path, fmt, exif=exif.tobytes(), quality=95)
+    assert list(iter_image_files([tmp_path])) == [path]
+    decoded = open_image(path)
+    assert decoded.image.size == (120, 90) == (decoded.width, decoded.height)
+    difference = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(picture, np.float32))
+    assert difference.mean() < 12  # the same picture, lossy compression aside
+
+
+def test_camera_raw_files_are_listed_and_refused_plainly(tmp_path: Path) -> None:
+    path = tmp_path / "DSC_0001.NEF"
+    path.write_bytes(b"MM\x00*" + b"\0" * 64)
+    assert list(iter_image_files([tmp_path])) == [path]
+    with pytest.raises(UnreadableImage, match="unsupported format: a camera RAW file"):
+        load_image(path)
+
+
+@pytest.mark.slow
+def test_a_heic_copy_of_a_jpeg_is_a_duplicate(tmp_path: Path) -> None:
+    from lookalike.model import load_model
+
+    picture = make_picture(42, (320, 240))
+    picture.save(tmp_path / "a.jpg", quality=92)
+    picture.save(tmp_path / "a.heic", "HEIF", quality=80)
+    assert load_model().compare(tmp_path / "a.jpg", tmp_path / "a.heic").duplicate

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# HEIC / HEIF (phones) through libheif; AVIF is read by Pillow itself.
+pillow_heif.register_heif_opener()
 
 IMAGE_EXTENSIONS = frozenset(
     {
@@ -32,9 +36,19 @@ IMAGE_EXTENSIONS = frozenset(
         ".pnm",
         ".tga",
         ".ico",
+        ".heic",
+        ".heif",
+        ".avif",
     }
 )
-"""File name extensions treated as images when walking folders (compared lower-cased)."""
+"""File name extensions read as images (compared lower-cased)."""
+
+RAW_EXTENSIONS = frozenset(
+    {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2"}
+    | {".raf", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".mrw", ".raw", ".rwl", ".iiq"}
+)
+"""Camera RAW files: listed by the walk, so a scan reports them as unsupported instead of
+passing over them in silence."""
 
 MAX_PIXELS = 178_956_970
 """Images declaring more pixels than this are refused, before decoding.
@@ -123,6 +137,10 @@ def open_image(
 ) -> Decoded:
     """Like `load_image`, and also report the picture's full upright size and format."""
     path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        raise UnreadableImage(
+            path, "unsupported format: a camera RAW file (convert it to JPEG, TIFF or PNG)"
+        )
     try:
         with warnings.catch_warnings():
             # PIL warns about odd metadata (corrupt EXIF, big images) on stderr, naming no
@@ -232,8 +250,9 @@ def _os_error_reason(path: Path, exc: OSError) -> str:
 
 
 def is_image_name(path: Path) -> bool:
-    """True when the file name has an image extension (case-insensitive)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """True when the file name has an image or camera RAW extension (case-insensitive)."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
 
 
 def iter_image_files(
