@@ -531,3 +531,24 @@ def test_different_subjects_on_one_background_form_no_group(tmp_path: Path) -> N
     result = scan_folder(folder, tmp_path / "idx", model=load_model())
     grouped = [sorted(m.path.name for m in g.members) for g in result.groups]
     assert grouped == [["bg0_subject0.jpg", "bg0_subject0_crop.jpg"]]
+
+
+def test_find_duplicates_takes_files_and_folders_and_keeps_no_index(
+    synthetic_folder: SyntheticFolder, tmp_path: Path
+) -> None:
+    import tempfile
+
+    from lookalike import find_duplicates
+
+    before = set(Path(tempfile.gettempdir()).glob("lookalike-*"))
+    model = content_model()
+    scanned = scan_folder([synthetic_folder.root], tmp_path / "idx", model=model, workers=1)
+    found = find_duplicates(synthetic_folder.root, model=model, workers=1)
+    assert found.index is None
+    assert [g.members for g in found.groups] == [g.members for g in scanned.groups]
+    original = synthetic_folder.originals[0]
+    copies = [c for c, (o, _) in synthetic_folder.edits.items() if o == original]
+    files = find_duplicates([original, *copies, synthetic_folder.unrelated[0]], model=model)
+    (group,) = files.groups
+    assert {m.path for m in group.members} <= {original, *copies}
+    assert set(Path(tempfile.gettempdir()).glob("lookalike-*")) == before

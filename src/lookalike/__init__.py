@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.augment import FAMILIES, apply_edit
 from lookalike.io import UnreadableImage, load_image
@@ -18,11 +18,26 @@ from lookalike.records import Comparison, Group, Pair, ScanResult
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # the lazy names below, typed for checkers
+    from lookalike.embed import embed_all, embed_paths
+    from lookalike.evaluate import evaluate_model, evaluate_pairs, make_benchmark
+    from lookalike.explain import explain_pair
+    from lookalike.report import write_csv, write_html, write_json, write_list
+    from lookalike.scan import (
+        find_duplicates,
+        find_leaks,
+        find_lookalikes,
+        quarantine,
+        restore,
+        scan_folder,
+    )
+
 # Heavier parts (FAISS, OpenCV, matplotlib) load on first use, so `import lookalike` stays fast.
 _LAZY = {
     "embed_paths": "lookalike.embed",
     "embed_all": "lookalike.embed",
     "scan_folder": "lookalike.scan",
+    "find_duplicates": "lookalike.scan",
     "quarantine": "lookalike.scan",
     "restore": "lookalike.scan",
     "find_leaks": "lookalike.scan",
@@ -60,6 +75,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_pairs",
     "explain_pair",
+    "find_duplicates",
     "find_leaks",
     "find_lookalikes",
     "load_image",

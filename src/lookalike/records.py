@@ -206,7 +206,8 @@ class ScanResult:
     review_min_similarity: float
     keep: str
     model: str
-    index: Path
+    index: Path | None
+    """The index file the result is kept in (None: none was kept, see find_duplicates)."""
 
 
 @dataclass(frozen=True)

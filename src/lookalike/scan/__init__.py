@@ -8,6 +8,7 @@ from lookalike.scan.cleanup import quarantine, read_manifest, restore
 from lookalike.scan.demo import write_demo_folder
 from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups, keeper_key
 from lookalike.scan.leaks import find_leaks
+from lookalike.scan.oneshot import find_duplicates
 from lookalike.scan.query import find_lookalikes
 from lookalike.scan.run import resolve_thresholds, scan_folder
 from lookalike.scan.stored import read_result, regroup
@@ -20,6 +21,7 @@ __all__ = [
     "ScanError",
     "build_groups",
     "content_hash",
+    "find_duplicates",
     "find_leaks",
     "find_lookalikes",
     "keeper_key",
