@@ -9,7 +9,8 @@ Shared geometry is not yet a copy: two photos taken one after another in one pla
 garments on the same carpet) match on the background. So a match must also agree in
 *content*: B warped onto A by the homography, both blurred and normalised over their overlap,
 may differ on only a small share of the overlap, and of its centre, where a photo's subject
-usually is (`content_disagreement`).
+usually is (`content_disagreement`); and the inliers must reach that centre, not only the
+background around it (`centre_match_rate`).
 """
 
 from __future__ import annotations
@@ -85,10 +86,6 @@ class Match:
     inliers: int
     homography: np.ndarray
     """3x3, mapping A's points (scaled to `side`) onto B's."""
-    src: np.ndarray
-    """A's inlier points (K, 2)."""
-    dst: np.ndarray
-    """B's inlier points (K, 2)."""
     rows: np.ndarray
     """Indices of the inliers among A's keypoints."""
 
@@ -198,7 +195,7 @@ def match_keypoints(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Match |
         return None
     if _spread(dst[inlier], b.shape) < config.min_spread:
         return None
-    return Match(int(inlier.sum()), homography, src[inlier], dst[inlier], good[inlier])
+    return Match(int(inlier.sum()), homography, good[inlier])
 
 
 def content_disagreement(
