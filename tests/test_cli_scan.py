@@ -339,6 +339,13 @@ def test_global_options_work_after_the_command_too(
         "--",
         "-v",
     ]
+    assert hoist_global_options(["--threads", "2", "scan", "d", "-v"]) == [
+        "--threads",
+        "2",
+        "-v",
+        "scan",
+        "d",
+    ]
     args = [photos, "--model", tiny_checkpoint]
     before = runner.invoke(app, ["-q", "scan", *map(str, args), "--index", str(tmp_path / "a")])
     after = runner.invoke(

@@ -59,7 +59,7 @@ GLOBAL_VALUED = frozenset({"--threads"})
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move global options written after the command (`lookalike scan -q DIR`) before it,
     where Click looks for them (`lookalike -q scan DIR`). Nothing after `--` moves."""
-    command = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+    command = _command_index(args)
     if command is None:
         return args
     front, rest, moved = args[:command], [args[command]], []
@@ -75,6 +75,20 @@ def hoist_global_options(args: list[str]) -> list[str]:
         else:
             rest.append(arg)
     return front + moved + rest
+
+
+def _command_index(args: list[str]) -> int | None:
+    """Where the command's name is: the first word that is neither an option nor a global
+    option's value (`lookalike --threads 2 scan ...`)."""
+    skip = False
+    for k, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg in GLOBAL_VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return k
+    return None
 
 
 def machine_fault(exc: BaseException, args: list[str]) -> str | None:
@@ -93,7 +107,8 @@ def machine_fault(exc: BaseException, args: list[str]) -> str | None:
     if fault is None:
         return None
     reason, advice = fault
-    command = next((a for a in hoist_global_options(args) if not a.startswith("-")), "")
+    at = _command_index(args)
+    command = args[at] if at is not None else ""
     if command in _PLACES:
         advice += f" ({_PLACES[command]})"
     if command == "scan":
