@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import SyntheticFolder, make_picture
 from lookalike.cli import app
+from lookalike.scan import KEEP_REASONS
 
 runner = CliRunner()
 
@@ -73,7 +74,8 @@ def test_scan_json_follows_the_documented_schema(
         if pair["exact"]:
             assert pair["similarity"] == 1.0
     for group in doc["groups"]:
-        assert set(group) == {"keep", "duplicates", "members"}
+        assert set(group) == {"keep", "keep_reason", "duplicates", "members"}
+        assert group["keep_reason"] in KEEP_REASONS
         assert all(set(m) == {"path", "similarity_to_keep"} for m in group["members"])
         assert group["keep"] not in group["duplicates"]
         assert {m["path"] for m in group["members"]} == {group["keep"], *group["duplicates"]}
@@ -115,7 +117,7 @@ def test_scan_writes_every_output_file(photos: Path, tmp_path: Path, tiny_checkp
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "scan.json").read_text())
     csv_lines = (out / "pairs.csv").read_text().splitlines()
-    assert csv_lines[0] == "a,b,similarity,duplicate,exact"
+    assert csv_lines[0] == "a,b,similarity,duplicate,exact,group,keeper,keep_reason"
     assert len(csv_lines) == 1 + len(doc["pairs"])
     removal = (out / "remove.txt").read_text().splitlines()
     assert sorted(removal) == sorted(d for g in doc["groups"] for d in g["duplicates"])
@@ -323,6 +325,10 @@ def test_demo_with_the_bundled_model_groups_only_copies_of_one_photo(tmp_path: P
     assert all(len(s) == 1 for s in stems), stems  # no group mixes two photos
     assert {"coffee"} in stems  # the byte-identical copy at least
     assert len(stems) >= 2  # and some edited copies
+    # The default keeper is the photo itself, not an edited copy or the backup.
+    photos = folder / "photos"
+    assert [Path(g["keep"]).parent for g in doc["groups"]] == [photos] * len(doc["groups"])
+    assert all(g["keep_reason"] for g in doc["groups"])
 
 
 def test_global_options_work_after_the_command_too(

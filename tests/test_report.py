@@ -49,13 +49,14 @@ def _pictures(folder: Path, names: list[str]) -> list[Path]:
 def test_json_csv_and_list_say_the_same(tmp_path: Path) -> None:
     a, b, c = _pictures(tmp_path / "p", ["a.png", "b.png", "c.png"])
     pairs = [Pair(a, b, 1.0, True, True), Pair(a, c, 0.95, True), Pair(b, c, 0.88, False)]
-    group = Group(a, (Member(a, 1.0), Member(b, 1.0), Member(c, 0.95)))
+    group = Group(a, (Member(a, 1.0), Member(b, 1.0), Member(c, 0.95)), "most-pixels")
     result = _result([group], pairs, (FileError(tmp_path / "x.jpg", "empty file"),))
     doc = json.loads(write_json(result, tmp_path / "o" / "scan.json").read_text())
     assert doc == scan_payload(result)
     assert doc["groups"] == [
         {
             "keep": str(a),
+            "keep_reason": "most-pixels",
             "duplicates": [str(b), str(c)],
             "members": [
                 {"path": str(a), "similarity_to_keep": 1.0},
@@ -71,6 +72,13 @@ def test_json_csv_and_list_say_the_same(tmp_path: Path) -> None:
         (str(a), str(c), "true", "false"),
         (str(b), str(c), "false", "false"),
     ]
+    # Every pair inside a group names the group, its keeper and why (b-c is inside too,
+    # though not a duplicate pair).
+    assert {(r["group"], r["keeper"], r["keep_reason"]) for r in rows} == {
+        ("1", str(a), "most-pixels")
+    }
+    page = write_html(result, tmp_path / "report")
+    assert "kept: most pixels" in page.read_text()
     listed, left_out = write_list(result, tmp_path / "o" / "rm.txt")
     assert listed.read_text().splitlines() == [str(b), str(c)]
     assert left_out == []

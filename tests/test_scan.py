@@ -19,7 +19,7 @@ from lookalike.scan import (
     Candidate,
     ScanError,
     build_groups,
-    keeper_key,
+    choose_keeper,
     read_result,
     regroup,
     scan_folder,
@@ -237,6 +237,7 @@ def test_keep_policies_choose_the_keeper(photos: Path, tmp_path: Path) -> None:
         "shortest-path": short,
         "first": short,
         "largest": long,  # same pixels and bytes: the path that sorts first
+        "best": long,  # the same picture three times: the oldest
     }
     for policy, keeper in expected.items():
         result = scan_folder([photos], tmp_path / "idx", model=model, keep=policy, workers=1)
@@ -337,12 +338,14 @@ def test_largest_means_pixels_then_bytes_then_path() -> None:
         4: _candidate(4, "d", pixels=99, size=999),
     }
     pairs = [(a, b, 0.99, False) for a in files for b in files if a < b]
-    assert build_groups(files, pairs, min_similarity=0.9)[0].keep == 3
+    plan = build_groups(files, pairs, min_similarity=0.9, keep="largest")[0]
+    assert (plan.keep, plan.keep_by) == (3, "more-bytes")
     del files[3]
-    assert build_groups(files, pairs, min_similarity=0.9)[0].keep == 2
-    assert keeper_key("oldest")(files[1]) < keeper_key("oldest")(files[4])
+    plan = build_groups(files, pairs, min_similarity=0.9, keep="largest")[0]
+    assert (plan.keep, plan.keep_by) == (2, "first-by-path")
+    assert choose_keeper([files[1], files[4]], "oldest")[0] == files[1]
     with pytest.raises(ValueError, match="keep policy"):
-        keeper_key("random")
+        choose_keeper([files[1]], "random")
 
 
 def test_groups_come_largest_first_and_exact_pairs_always_count() -> None:

@@ -35,6 +35,20 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Traits:
+    """What the `best` keep policy measures in one picture (lookalike.scan.keepers)."""
+
+    pixels: int
+    """Pixels of the picture inside any uniform frame, at the file's full size."""
+    colour: float
+    """Mean HSV saturation, 0-255 (0: a grey picture)."""
+    jpeg_quality: int | None
+    """Estimated from the JPEG luminance quantisation table; None if not a JPEG."""
+    thumb: bytes
+    """A small square RGB copy of the picture inside its frame (side**2 * 3 bytes)."""
+
+
+@dataclass(frozen=True)
 class Member:
     """One image of a duplicate group and its similarity to the group's keeper."""
 
@@ -48,6 +62,8 @@ class Group:
 
     keep: Path
     members: tuple[Member, ...]
+    keep_reason: str = ""
+    """Why `keep` is the keeper: a code of lookalike.scan.KEEP_REASONS ("user": your choice)."""
 
     @property
     def duplicates(self) -> tuple[Path, ...]:
@@ -166,7 +182,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class ScanProgress:
-    """Where a scan is: `stage` is walk, hash, embed, search or group; `total` None = unknown."""
+    """Where a scan is: `stage` is walk, hash, embed, search, keepers or group; `total` None =
+    unknown."""
 
     stage: str
     done: int

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from lookalike.io import UnreadableImage, load_image
 from lookalike.records import Group, LeakReport, Pair, Quarantine, ScanResult
+from lookalike.scan.keepers import KEEP_REASONS
 
 JSON_SCHEMA = 1
 """Version of the JSON written by `scan_payload` / `--json-out`."""
@@ -51,6 +52,7 @@ def scan_payload(result: ScanResult) -> dict[str, Any]:
         "groups": [
             {
                 "keep": str(g.keep),
+                "keep_reason": g.keep_reason,
                 "duplicates": [str(d) for d in g.duplicates],
                 "members": [
                     {"path": str(m.path), "similarity_to_keep": _score(m.similarity_to_keep)}
@@ -88,13 +90,21 @@ def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_csv(result: ScanResult, path: str | os.PathLike[str]) -> Path:
-    """One row per pair: a, b, similarity, duplicate, exact."""
+    """One row per pair: a, b, similarity, duplicate, exact, and for a pair inside a group
+    the group's number (from 1, as in the report), keeper and why it is the keeper."""
     import io
 
+    group_of: dict[Path, int] = {}
+    for n, g in enumerate(result.groups, 1):
+        group_of.update((m.path, n) for m in g.members)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["a", "b", "similarity", "duplicate", "exact"])
+    writer.writerow(
+        ["a", "b", "similarity", "duplicate", "exact", "group", "keeper", "keep_reason"]
+    )
     for p in result.pairs:
+        number = group_of.get(p.a)
+        group = result.groups[number - 1] if number and group_of.get(p.b) == number else None
         writer.writerow(
             [
                 str(p.a),
@@ -102,6 +112,9 @@ def write_csv(result: ScanResult, path: str | os.PathLike[str]) -> Path:
                 f"{p.similarity:.6f}",
                 str(p.duplicate).lower(),
                 str(p.exact).lower(),
+                number if group else "",
+                str(group.keep) if group else "",
+                group.keep_reason if group else "",
             ]
         )
     out = Path(path)
@@ -232,7 +245,11 @@ def write_html(
     for number in range(1, group_pages + 1):
         chunk: Sequence[Group] = result.groups[(number - 1) * page_size : number * page_size]
         groups = [
-            [tile(m.path, m.similarity_to_keep, m.path == g.keep) for m in g.members] for g in chunk
+            (
+                [tile(m.path, m.similarity_to_keep, m.path == g.keep) for m in g.members],
+                KEEP_REASONS.get(g.keep_reason, g.keep_reason),
+            )
+            for g in chunk
         ]
         html = template.render(
             kind="groups", number=number, groups=groups, first=(number - 1) * page_size, **common

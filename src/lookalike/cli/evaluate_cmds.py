@@ -119,6 +119,13 @@ def make_benchmark_command(
     families: str | None = typer.Option(
         None, "--families", help="Comma-separated edit families (default: all 16)."
     ),
+    edits_per_original: int | None = typer.Option(
+        None,
+        "--edits-per-original",
+        min=1,
+        help="Give each original this many of the families, drawn at random "
+        "(default: one copy per family).",
+    ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes (default: one per core)."
     ),
@@ -145,6 +152,7 @@ def make_benchmark_command(
             composites=composites,
             composite_photos=composite_photos,
             families=chosen,
+            edits_per_original=edits_per_original,
             photo_names=names,
             workers=workers,
             on_progress=_advancer(progress, task),

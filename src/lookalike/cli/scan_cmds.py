@@ -65,6 +65,7 @@ _STAGES = {
     "embed": "embedding images",
     "search": "searching pairs",
     "verify": "verifying pairs",
+    "keepers": "measuring keepers",
     "group": "grouping",
 }
 
@@ -114,9 +115,10 @@ def scan(
         help="Also list pairs down to this for review (default: min-similarity - 0.03).",
     ),
     keep: str = typer.Option(
-        "largest",
+        "best",
         "--keep",
-        help="Keeper of each group: largest, oldest, newest, shortest-path or first.",
+        help="Keeper of each group: best (the copy the others look like edits of), "
+        "largest, oldest, newest, shortest-path or first.",
     ),
     json_out: Path | None = typer.Option(None, "--json-out", help="Write pairs/groups as JSON."),
     csv_out: Path | None = typer.Option(None, "--csv-out", help="Write one CSV row per pair."),
@@ -233,6 +235,8 @@ def _write_outputs(
 
 
 def _print_summary(result: Any, written: list[str]) -> None:
+    from lookalike.scan import KEEP_REASONS
+
     out, err = stdout(), stderr()
     stats = result.stats
     duplicates = sum(len(g.duplicates) for g in result.groups)
@@ -248,7 +252,8 @@ def _print_summary(result: Any, written: list[str]) -> None:
     )
     if SETTINGS.verbose:
         for group in result.groups:
-            out.print(f"keep {group.keep}", markup=False)
+            why = KEEP_REASONS.get(group.keep_reason, group.keep_reason)
+            out.print(f"keep {group.keep} ({why})", markup=False)
             for member in group.members:
                 if member.path != group.keep:
                     out.print(f"  {member.similarity_to_keep:.4f}  {member.path}", markup=False)

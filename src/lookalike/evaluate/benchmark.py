@@ -202,6 +202,7 @@ def make_benchmark(
     composites: int = 0,
     composite_photos: str | os.PathLike[str] | None = None,
     families: Sequence[str] = FAMILIES,
+    edits_per_original: int | None = None,
     photo_names: Sequence[str] | None = None,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -209,7 +210,8 @@ def make_benchmark(
     """Build a benchmark set in `out` (a new or empty folder) and return its truth.
 
     From the photos of `photo_dir` (or only `photo_names` in it), `originals` photos each
-    give an original and one edited copy per family; `distractors` other photos are used
+    give an original and one edited copy per family (with `edits_per_original`, that many
+    families drawn at random without repeats); `distractors` other photos are used
     whole, or cut into up to `tiles` non-overlapping tiles (the whole photo is then not
     used). Every image of `more_distractors` is a distractor photo too; exact byte
     duplicates of photos already chosen are skipped. `composites` further photos are
@@ -231,6 +233,10 @@ def make_benchmark(
         )
     if originals < 0 or distractors < 0 or tiles < 0 or composites < 0:
         raise BenchmarkError("originals, distractors, tiles and composites must be 0 or more")
+    if edits_per_original is not None and not 1 <= edits_per_original <= len(families):
+        raise BenchmarkError(
+            f"edits per original must be between 1 and the number of families ({len(families)})"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BenchmarkError(f"{out} already exists and is not an empty folder; choose a new one")
     photos = _choose_photos(photo_dir, photo_names)
@@ -288,9 +294,18 @@ def make_benchmark(
                 names.append(name)
         return tuple(names)
 
+    edits_rng = np.random.default_rng([seed, 3])
+
+    def edits_for_one() -> tuple[str, ...]:
+        if edits_per_original is None:
+            return families
+        picked = set(edits_rng.choice(len(families), size=edits_per_original, replace=False))
+        return tuple(f for i, f in enumerate(families) if i in picked)
+
     jobs = [
-        _Job(str(p), n, new_names(1 + len(families)), int(rng.integers(2**63)), True, families)
+        _Job(str(p), n, new_names(1 + len(fams)), int(rng.integers(2**63)), True, fams)
         for p, n in chosen_originals
+        for fams in (edits_for_one(),)
     ] + [
         _Job(str(p), n, new_names(max(1, tiles)), int(rng.integers(2**63)), False, tiles=tiles)
         for p, n in chosen_distractors

@@ -47,6 +47,13 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     similarity REAL NOT NULL,
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
+    hash TEXT PRIMARY KEY,
+    pixels INTEGER NOT NULL,
+    colour REAL NOT NULL,
+    jpeg_quality INTEGER,
+    thumb BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE pairs (
     a INTEGER NOT NULL,
     b INTEGER NOT NULL,
@@ -58,7 +65,7 @@ CREATE INDEX pairs_b ON pairs(b);
 CREATE TABLE groups (
     id INTEGER PRIMARY KEY,
     keep INTEGER NOT NULL,
-    keep_by TEXT NOT NULL,          -- 'policy' or 'user'
+    keep_by TEXT NOT NULL,          -- why: 'user' or a keep reason ('most-pixels', ...)
     rank INTEGER NOT NULL           -- position in the scan's order: largest first, then path
 );
 CREATE INDEX groups_rank ON groups(rank);
@@ -122,6 +129,13 @@ def check_schema(path: Path, conn: sqlite3.Connection) -> None:
         raise IndexSchemaError(
             f"{path}: index schema {version} is too old to migrate; delete it and rescan"
         )
+
+
+def add_new_tables(conn: sqlite3.Connection) -> None:
+    """Add the tables later versions of schema 1 brought (an index made before them)."""
+    for statement in _SCHEMA.split(";\n"):
+        if statement.strip().startswith("CREATE TABLE IF NOT EXISTS"):
+            conn.execute(statement)
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

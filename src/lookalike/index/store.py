@@ -20,11 +20,13 @@ import numpy as np
 from lookalike.index.schema import (
     IndexSchemaError,
     ModelMismatch,
+    add_new_tables,
     check_schema,
     connect,
     create_schema,
 )
 from lookalike.model import Model, fingerprint, rule_fingerprint
+from lookalike.records import Traits
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,47 @@ class Index:
                 "UPDATE groups SET keep = ?, keep_by = 'user' WHERE id = ?", (file_id, group_id)
             )
 
+    def traits(self) -> dict[str, Traits]:
+        """Stored keeper traits by content hash (none in an index made before them)."""
+        try:
+            rows = self.conn.execute(
+                "SELECT hash, pixels, colour, jpeg_quality, thumb FROM traits"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such table: a read-only open of an older index
+            return {}
+        return {h: Traits(int(p), float(c), q, bytes(t)) for h, p, c, q, t in rows}
+
+    def hashes_without_traits(self, file_ids: Iterable[int], version: int) -> list[tuple[str, str]]:
+        """(hash, a path) of the given files whose traits are missing or of another version.
+
+        Traits of another `version` are dropped first.
+        """
+        with self.transaction() as conn:
+            if self.meta().get("traits_version") != str(version):
+                conn.execute("DELETE FROM traits")
+                self.set_meta(conn, traits_version=version)
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM wanted")
+            conn.executemany(
+                "INSERT OR IGNORE INTO wanted (id) VALUES (?)", ((i,) for i in file_ids)
+            )
+            rows = conn.execute(
+                "SELECT hash, MIN(path) FROM files WHERE id IN (SELECT id FROM wanted) "
+                "AND hash IS NOT NULL AND hash NOT IN (SELECT hash FROM traits) "
+                "GROUP BY hash ORDER BY MIN(path)"
+            ).fetchall()
+            conn.execute("DELETE FROM wanted")
+        return [(str(h), str(p)) for h, p in rows]
+
+    def store_traits(self, measured: Iterable[tuple[str, Traits]]) -> None:
+        """Keep measured traits (in one transaction)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO traits (hash, pixels, colour, jpeg_quality, thumb) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ((h, t.pixels, t.colour, t.jpeg_quality, t.thumb) for h, t in measured),
+            )
+
     def store_results(
         self,
         conn: sqlite3.Connection,
@@ -454,6 +497,7 @@ def build_index(path: str | os.PathLike[str], model: Model) -> Index:
             create_schema(conn)
         conn.execute("COMMIT")
         check_schema(path, conn)
+        add_new_tables(conn)
     except sqlite3.OperationalError:  # the machine's fault (a full disk...), not the file's
         conn.close()
         raise

@@ -6,7 +6,8 @@
 
 from lookalike.scan.cleanup import quarantine, read_manifest, restore
 from lookalike.scan.demo import write_demo_folder
-from lookalike.scan.groups import KEEP_POLICIES, Candidate, GroupPlan, build_groups, keeper_key
+from lookalike.scan.groups import GroupPlan, build_groups
+from lookalike.scan.keepers import KEEP_POLICIES, KEEP_REASONS, Candidate, choose_keeper
 from lookalike.scan.leaks import find_leaks
 from lookalike.scan.oneshot import find_duplicates
 from lookalike.scan.query import find_lookalikes
@@ -16,15 +17,16 @@ from lookalike.scan.walk import ScanError, content_hash
 
 __all__ = [
     "KEEP_POLICIES",
+    "KEEP_REASONS",
     "Candidate",
     "GroupPlan",
     "ScanError",
     "build_groups",
+    "choose_keeper",
     "content_hash",
     "find_duplicates",
     "find_leaks",
     "find_lookalikes",
-    "keeper_key",
     "quarantine",
     "read_manifest",
     "read_result",

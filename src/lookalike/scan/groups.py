@@ -8,53 +8,16 @@ every member must itself be a duplicate of the group's keeper. Members that are 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-KEEP_POLICIES = ("largest", "oldest", "newest", "shortest-path", "first")
-"""How a group's keeper is chosen; ties always go to the path that sorts first."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What the keep policies look at for one file."""
-
-    id: int
-    path: str
-    width: int
-    height: int
-    size: int
-    mtime_ns: int
-    order: int
-    hash: str
-    outside: bool = False
-    """A symbolic link leading out of its scan root: never a keeper while a group has
-    another member (the review page refuses to show such a file, and a keeper must stay)."""
-
-
-def keeper_key(policy: str) -> Callable[[Candidate], tuple[object, ...]]:
-    """Sort key whose smallest candidate is the keeper under `policy`.
-
-    largest: most pixels, then most bytes; oldest / newest: modification time;
-    shortest-path: fewest characters; first: first found by the walk.
-    """
-    keys: dict[str, Callable[[Candidate], tuple[object, ...]]] = {
-        "largest": lambda c: (-(c.width * c.height), -c.size, c.path),
-        "oldest": lambda c: (c.mtime_ns, c.path),
-        "newest": lambda c: (-c.mtime_ns, c.path),
-        "shortest-path": lambda c: (len(c.path), c.path),
-        "first": lambda c: (c.order, c.path),
-    }
-    if policy not in keys:
-        raise ValueError(
-            f"unknown keep policy {policy!r}; choose one of {', '.join(KEEP_POLICIES)}"
-        )
-    return keys[policy]
+from lookalike.scan.keepers import Candidate, choose_keeper
 
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """One group: keeper id, why it is the keeper, and (member id, similarity to keeper)."""
+    """One group: keeper id, why it is the keeper (a KEEP_REASONS code), and
+    (member id, similarity to keeper) per member."""
 
     keep: int
     keep_by: str
@@ -87,7 +50,7 @@ def build_groups(
     pairs: Iterable[tuple[int, int, float, bool]],
     *,
     min_similarity: float,
-    keep: str = "largest",
+    keep: str = "best",
     not_duplicates: Collection[tuple[str, str]] = (),
     keep_marks: Collection[str] = (),
 ) -> list[GroupPlan]:
@@ -98,7 +61,6 @@ def build_groups(
     is the keeper, before the policy. Links leading out of their root (`outside`) are
     keepers only when every member is one. Groups come largest first, then by keeper path.
     """
-    key = keeper_key(keep)
     marked = set(not_duplicates)
     chosen = set(keep_marks)
     edges: dict[int, dict[int, float]] = defaultdict(dict)
@@ -119,15 +81,22 @@ def build_groups(
         part = pending.pop()
         if len(part) < 2:
             continue
-        pool = [candidates[n] for n in part]
-        pool = [c for c in pool if not c.outside] or pool
+        everyone = [candidates[n] for n in part]
+        pool = [c for c in everyone if not c.outside] or everyone
         user = [c for c in pool if c.hash in chosen]
-        keeper = min(user or pool, key=key)
+        if user:
+            keeper, why = min(user, key=lambda c: c.path), "user"
+        elif len(pool) == 1:
+            keeper, why = pool[0], "inside-root"
+        else:
+            inside = set(part)
+            links = {c.id: sum(1 for n in edges[c.id] if n in inside) for c in pool}
+            keeper, why = choose_keeper(pool, keep, links)
         linked = edges[keeper.id]
         near = sorted(((n, linked[n]) for n in part if n in linked), key=lambda m: (-m[1], m[0]))
         members = [(keeper.id, 1.0), *near]
         if len(members) >= 2:
-            plans.append(GroupPlan(keeper.id, "user" if user else "policy", tuple(members)))
+            plans.append(GroupPlan(keeper.id, why, tuple(members)))
         rest = [n for n in part if n != keeper.id and n not in linked]
         pending.extend(_components(rest, edges))
     plans.sort(key=lambda g: (-len(g.members), candidates[g.keep].path))

@@ -21,7 +21,8 @@ from lookalike.records import (
     Match,
     ScanProgress,
 )
-from lookalike.scan.groups import Candidate, build_groups
+from lookalike.scan.groups import build_groups
+from lookalike.scan.keepers import Candidate
 from lookalike.scan.pairs import file_loader, pair_scores
 from lookalike.scan.run import resolve_thresholds, scan_folder
 from lookalike.scan.walk import ScanError

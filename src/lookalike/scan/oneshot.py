@@ -18,7 +18,7 @@ def find_duplicates(
     *,
     model: Model | None = None,
     min_similarity: float | None = None,
-    keep: str = "largest",
+    keep: str = "best",
     verify: bool = True,
     workers: int | None = None,
 ) -> ScanResult:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.embed import EmbeddedBatch, embed_paths
+from lookalike.embed import EmbeddedBatch, default_workers, embed_paths
 from lookalike.index import Index, build_index
 from lookalike.model import Model, load_model
-from lookalike.records import ScanProgress, ScanResult, ScanStats
-from lookalike.scan.groups import KEEP_POLICIES, build_groups
+from lookalike.records import ScanProgress, ScanResult, ScanStats, Traits
+from lookalike.scan.groups import build_groups
+from lookalike.scan.keepers import KEEP_POLICIES, TRAITS_VERSION, measure_many
 from lookalike.scan.pairs import file_loader, pair_scores
 from lookalike.scan.stored import candidates, read_result
 from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roots, walk_into
@@ -119,7 +120,7 @@ def scan_folder(
     model: Model | None = None,
     min_similarity: float | None = None,
     review_min_similarity: float | None = None,
-    keep: str = "largest",
+    keep: str = "best",
     files_from: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     include_hidden: bool = False,
     on_progress: Callable[[ScanProgress], None] | None = None,
@@ -184,6 +185,8 @@ def scan_folder(
             store, scan_id, model, progress, batch_size, workers, embedder or embed_paths
         )
         pairs = _search(store, scan_id, model, review, progress)
+        if keep == "best":
+            _measure_keepers(store, pairs, workers, progress)
         progress(ScanProgress("group", 0))
         plans = build_groups(
             candidates(store, scan_id),
@@ -200,6 +203,7 @@ def scan_folder(
                 "DELETE FROM embeddings WHERE hash NOT IN "
                 "(SELECT hash FROM files WHERE hash IS NOT NULL)"
             )
+            conn.execute("DELETE FROM traits WHERE hash NOT IN (SELECT hash FROM embeddings)")
             conn.execute(
                 "DELETE FROM verified WHERE hash_a NOT IN (SELECT hash FROM embeddings) "
                 "OR hash_b NOT IN (SELECT hash FROM embeddings)"
@@ -216,6 +220,33 @@ def scan_folder(
         progress(ScanProgress("group", len(plans), len(plans)))
         return read_result(store, stats=stats)
 
+
+def _measure_keepers(
+    store: Index,
+    pairs: Sequence[tuple[int, int, float, bool]],
+    workers: int | None,
+    progress: Callable[[ScanProgress], None],
+) -> None:
+    """Measure what `best` compares for every file in a kept pair (once per content)."""
+    todo = store.hashes_without_traits({n for a, b, _, _ in pairs for n in (a, b)}, TRAITS_VERSION)
+    progress(ScanProgress("keepers", 0, len(todo)))
+    measured: list[tuple[str, Traits]] = []
+    found = measure_many(
+        [path for _, path in todo],
+        workers or default_workers(),
+        on_done=lambda done: progress(ScanProgress("keepers", done, len(todo))),
+    )
+    for (digest, _), traits in zip(todo, found, strict=True):
+        if traits is not None:
+            measured.append((digest, traits))
+        if len(measured) >= TRAITS_BATCH:
+            store.store_traits(measured)
+            measured = []
+    store.store_traits(measured)
+
+
+TRAITS_BATCH = 256
+"""Measured contents stored per transaction."""
 
 EMBED_SLICE = 20_000
 """Files handed to the embedder at a time (bounds the memory of very large scans)."""

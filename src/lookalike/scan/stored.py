@@ -8,7 +8,8 @@ from pathlib import Path
 
 from lookalike.index import Index, open_index
 from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanStats
-from lookalike.scan.groups import Candidate, GroupPlan, build_groups
+from lookalike.scan.groups import GroupPlan, build_groups
+from lookalike.scan.keepers import Candidate
 from lookalike.scan.walk import ScanError, leads_out_of
 
 
@@ -20,6 +21,7 @@ def candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]
         where += " AND seen = ?"
         params = (scan_id,)
     roots = {r.id: r.path for r in store.roots()}
+    traits = store.traits()
     rows = store.conn.execute(
         "SELECT id, shown, COALESCE(width, 0), COALESCE(height, 0), size, mtime_ns, "
         f"walk_order, hash, is_link, path, root_id FROM files WHERE {where}",
@@ -29,7 +31,16 @@ def candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]
     for fid, shown, width, height, size, mtime_ns, order, digest, is_link, path, root in rows:
         outside = bool(is_link) and leads_out_of(path, roots.get(root))
         out[int(fid)] = Candidate(
-            int(fid), shown, width, height, size, mtime_ns, order, digest, outside
+            int(fid),
+            shown,
+            width,
+            height,
+            size,
+            mtime_ns,
+            order,
+            digest,
+            outside,
+            traits.get(digest),
         )
     return out
 
@@ -62,6 +73,7 @@ def read_result(
                 Group(
                     Path(shown[g.keep]),
                     tuple(Member(Path(shown[f]), s) for f, s in g.members),
+                    g.keep_by,
                 )
                 for g in store.groups()
             )
@@ -100,7 +112,7 @@ def regroup(index: Index, min_similarity: float, keep: str | None = None) -> lis
     User marks (not-duplicate pairs, chosen keepers) are respected as in a scan.
     """
     with index.snapshot():
-        policy = keep or str(index.settings().get("keep", "largest"))
+        policy = keep or str(index.settings().get("keep", "best"))
         return build_groups(
             candidates(index),
             index.pairs(),

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
 from lookalike.records import FileError, Move, Quarantine
-from lookalike.scan import GroupPlan, ScanError, quarantine, read_manifest, regroup, restore
+from lookalike.scan import (
+    KEEP_REASONS,
+    GroupPlan,
+    ScanError,
+    quarantine,
+    read_manifest,
+    regroup,
+    restore,
+)
 from lookalike.scan.walk import leads_out_of
 from lookalike.web.pictures import Refused, Source
 from lookalike.web.views import (
@@ -231,7 +239,8 @@ class Review:
                     if row is not None:  # None: dropped by a scan that finished just now
                         view = self._file_view(row, moved)
                         members.append(MemberView(view, similarity, file_id == plan.keep))
-                views.append(GroupView(number, plan.keep_by, tuple(members)))
+                why = KEEP_REASONS.get(plan.keep_by, plan.keep_by)
+                views.append(GroupView(number, plan.keep_by, tuple(members), why))
         return GroupsPage(cut, len(plans), offset, limit, tuple(views))
 
     def pair(self, a: int, b: int) -> PairView:

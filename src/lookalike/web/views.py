@@ -35,7 +35,10 @@ class GroupView:
 
     number: int
     keep_by: str
+    """Why the keeper is kept: "user" (chosen on this page) or a keep reason code."""
     members: tuple[MemberView, ...]
+    keep_reason: str = ""
+    """The same in words, for people."""
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,9 @@
         {},
         `Group ${group.number}`,
         el("span", { class: "count", text: ` · ${group.members.length} files` }),
-        group.keep_by === "user" ? el("span", { class: "badge user", text: "keeper chosen by you" }) : null,
+        group.keep_by === "user"
+          ? el("span", { class: "badge user", text: "keeper chosen by you" })
+          : el("span", { class: "why", text: ` · kept: ${group.keep_reason}` }),
         el("button", {
           type: "button",
           class: "mark-all",
