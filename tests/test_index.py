@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SyntheticFolder
 from lookalike.index import (
     SCHEMA_VERSION,
     IndexSchemaError,
@@ -193,3 +194,36 @@ def test_ann_scale_benchmark_runs_in_tiny_mode(tmp_path: Path) -> None:
     assert report["search"].startswith("IVF") and report["vectors"] == 20_000
     assert report["recall"]["min_similarity"]["true_pairs"] > 0
     assert 0.0 <= report["recall"]["min_similarity"]["recall"] <= 1.0
+
+
+def test_keeper_traits_are_measured_once_and_again_after_a_new_version(
+    tmp_path: Path, synthetic_folder: SyntheticFolder
+) -> None:
+    from lookalike.scan import scan_folder
+    from lookalike.scan.keepers import TRAITS_VERSION
+
+    index = tmp_path / "idx"
+    result = scan_folder([synthetic_folder.root], index, model=content_model(), workers=1)
+    in_groups = {m.path.name for g in result.groups for m in g.members}
+    with open_index(index) as store:
+        rows = store.files()
+        ids = [r.id for r in rows if r.hash is not None]
+        hashes = {r.hash for r in rows if r.path.name in in_groups}
+        assert hashes <= set(store.traits())  # every group member was measured
+        missing = {h for h, _ in store.hashes_without_traits(ids, TRAITS_VERSION)}
+        assert missing == {r.hash for r in rows if r.id in ids} - set(store.traits())
+        again = store.hashes_without_traits(ids, TRAITS_VERSION + 1)
+        assert store.traits() == {}  # measured by another version: dropped
+        assert {h for h, _ in again} == {r.hash for r in rows if r.id in ids}
+
+
+def test_an_index_from_before_keeper_traits_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "idx.lookalike"
+    model = content_model()
+    with build_index(path, model) as index, index.transaction() as conn:
+        conn.execute("DROP TABLE traits")
+    with open_index(path) as index:
+        assert index.traits() == {}  # read-only use of the older index still works
+    with build_index(path, model) as index:
+        index.store_traits([])
+        assert index.traits() == {}
