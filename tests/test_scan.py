@@ -20,6 +20,8 @@ from lookalike.scan import (
     ScanError,
     build_groups,
     choose_keeper,
+    find_leaks,
+    quarantine,
     read_result,
     regroup,
     scan_folder,
@@ -555,3 +557,35 @@ def test_find_duplicates_takes_files_and_folders_and_keeps_no_index(
     (group,) = files.groups
     assert {m.path for m in group.members} <= {original, *copies}
     assert set(Path(tempfile.gettempdir()).glob("lookalike-*")) == before
+
+
+def test_reference_folders_are_never_cleaned_up(
+    synthetic_folder: SyntheticFolder, tmp_path: Path
+) -> None:
+    new = Path(shutil.copytree(synthetic_folder.root / "copies", tmp_path / "new"))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for original in synthetic_folder.originals:
+        shutil.copyfile(original, archive / original.name)
+    shutil.copyfile(synthetic_folder.originals[0], archive / "again_0.png")  # a copy inside
+    # The copies are older than the archive's files: only the reference rule keeps these.
+    for path in new.iterdir():
+        os.utime(path, ns=(10**18, 10**18))
+    index = tmp_path / "idx"
+    result = scan_folder([new], index, model=content_model(), workers=1, reference=[archive])
+    in_archive = {str(p) for p in archive.iterdir()}
+    assert result.groups
+    for group in result.groups:
+        names = {str(m.path) for m in group.members}
+        if names & in_archive:
+            assert str(group.keep) in in_archive and group.keep_reason == "reference"
+        assert not {str(d) for d in group.duplicates} & in_archive
+    assert all(str(g.keep) in in_archive for g in result.groups if g.keep_reason == "reference")
+    assert not [p for p in result.pairs if {str(p.a), str(p.b)} <= in_archive]
+    moves = quarantine(index, tmp_path / "q", dry_run=True).done
+    assert moves and not [m for m in moves if str(m.src) in in_archive]
+    leaks = find_leaks([new], reference=[archive], model=content_model())
+    assert leaks.leaks and all(leak.split == str(new) for leak in leaks.leaks)
+    assert all(m.split == str(archive) for leak in leaks.leaks for m in leak.matches)
+    with pytest.raises(ScanError, match="reference must be a folder"):
+        scan_folder([new], index, model=content_model(), reference=[tmp_path / "missing"])

@@ -621,3 +621,33 @@ def test_serve_refuses_what_is_not_a_scanned_index(tmp_path: Path) -> None:
         pass
     empty = runner.invoke(cli_app, ["serve", str(tmp_path / "empty.lookalike")])
     assert empty.exit_code == 2 and "no finished scan" in empty.output
+
+
+def test_reference_files_are_keepers_the_page_marks_and_never_quarantines(
+    synthetic_folder: SyntheticFolder, tmp_path: Path
+) -> None:
+    new = Path(shutil.copytree(synthetic_folder.root / "copies", tmp_path / "new"))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for original in synthetic_folder.originals:
+        shutil.copyfile(original, archive / original.name)
+    index = tmp_path / "idx"
+    scan_folder([new], index, model=content_model(), workers=1, reference=[archive])
+    app = create_app(index, quarantine_to=tmp_path / "q", cache_dir=tmp_path / "c")
+    with TestClient(app, base_url=BASE) as client:
+        token = _token(client.get("/").text)
+        groups = client.get("/api/groups").json()["groups"]
+        members = [m for g in groups for m in g["members"]]
+        refs = [m for m in members if m["file"]["reference"]]
+        assert refs and all(m["keeper"] for m in refs)
+        assert all(
+            g["keep_by"] == "reference"
+            for g in groups
+            if any(m["file"]["reference"] for m in g["members"])
+        )
+        chosen = [m["file"]["id"] for m in members]
+        preview = client.post(
+            "/api/quarantine/preview", json={"files": chosen}, headers={TOKEN: token}
+        ).json()
+    moved = {m["src"] for m in preview["done"]}
+    assert moved and not {m["file"]["path"] for m in refs} & moved

@@ -120,6 +120,12 @@ def scan(
         help="Keeper of each group: best (the copy the others look like edits of), "
         "largest, oldest, newest, shortest-path or first.",
     ),
+    reference: list[Path] | None = typer.Option(
+        None,
+        "--reference",
+        help="A folder to check against that is never cleaned up (repeatable): its files "
+        "keep any group they are in, and its own copies are not reported.",
+    ),
     json_out: Path | None = typer.Option(None, "--json-out", help="Write pairs/groups as JSON."),
     csv_out: Path | None = typer.Option(None, "--csv-out", help="Write one CSV row per pair."),
     list_out: Path | None = typer.Option(
@@ -183,6 +189,7 @@ def scan(
             on_progress=on_progress,
             embedder=embedder,
             verify=verify,
+            reference=reference or [],
         )
     written = _write_outputs(result, json_out, csv_out, list_out, html_out)
     if json_output:
@@ -350,7 +357,15 @@ def _print_moves(outcome: Any, json_output: bool, verb: str) -> None:
 
 @app.command()
 def leaks(
-    splits: list[Path] = typer.Argument(..., help="Splits: folders or index files (2 or more)."),
+    splits: list[Path] = typer.Argument(
+        ..., help="Splits: folders or index files (2 or more, or 1 with --reference)."
+    ),
+    reference: list[Path] | None = typer.Option(
+        None,
+        "--reference",
+        help="Also look for copies of a reference folder or index (repeatable), e.g. a public "
+        "test set; its own images are never reported.",
+    ),
     labels_from_folders: bool = typer.Option(
         False,
         "--labels-from-folders",
@@ -378,6 +393,7 @@ def leaks(
             labels_from_folders=labels_from_folders,
             index_dir=index_dir,
             on_progress=on_progress,
+            reference=reference or [],
         )
     found = bool(report.leaks) or bool(report.label_conflicts)
     if json_output:

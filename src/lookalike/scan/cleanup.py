@@ -26,7 +26,8 @@ import xxhash
 from lookalike.index import Index, open_index
 from lookalike.records import FileError, Move, Quarantine
 from lookalike.scan.run import index_lock
-from lookalike.scan.walk import ScanError, absolute
+from lookalike.scan.stored import reference_folders
+from lookalike.scan.walk import ScanError, absolute, inside_any
 
 _CHUNK = 1 << 20
 _NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES)
@@ -255,6 +256,7 @@ def _plan(
     taken: set[Path] = set()
     if not store.settings():
         raise ScanError(f"{store.path}: no finished scan in this index yet")
+    reference = reference_folders(store)
     for group in store.groups():
         keeper = store.file(group.keep)
         members = [store.file(f) for f, _ in group.members if f != group.keep]
@@ -266,6 +268,9 @@ def _plan(
             skipped.extend(FileError(m.path, problem) for m in chosen)
             continue
         for member in chosen:
+            if inside_any(member.path, reference):  # a scan never lists one; an old index might
+                skipped.append(FileError(member.path, "in a reference folder: never moved"))
+                continue
             problem = _changed(member.path, member.hash, "the file")
             if problem:
                 skipped.append(FileError(member.path, problem))

@@ -58,8 +58,10 @@ def build_groups(
 
     `not_duplicates` holds content-hash pairs (sorted) the user marked: such a pair is
     never a duplicate. A member whose content is in `keep_marks` (the user's choice)
-    is the keeper, before the policy. Links leading out of their root (`outside`) are
-    keepers only when every member is one. Groups come largest first, then by keeper path.
+    is the keeper, before the policy; a file under a reference folder (`reference`) before
+    both, and other reference files are never members (nor is a pair of two of them a
+    duplicate). Links leading out of their root (`outside`) are keepers only when every
+    member is one. Groups come largest first, then by keeper path.
     """
     marked = set(not_duplicates)
     chosen = set(keep_marks)
@@ -69,6 +71,8 @@ def build_groups(
             continue
         if not exact and similarity < min_similarity:
             continue
+        if candidates[a].reference and candidates[b].reference:
+            continue  # reference folders are not checked against themselves
         ha, hb = candidates[a].hash, candidates[b].hash
         if ha != hb and (min(ha, hb), max(ha, hb)) in marked:
             continue
@@ -84,7 +88,11 @@ def build_groups(
         everyone = [candidates[n] for n in part]
         pool = [c for c in everyone if not c.outside] or everyone
         user = [c for c in pool if c.hash in chosen]
-        if user:
+        kept = [c for c in pool if c.reference]
+        if kept:
+            keeper = choose_keeper(kept, keep)[0] if len(kept) > 1 else kept[0]
+            why = "reference"
+        elif user:
             keeper, why = min(user, key=lambda c: c.path), "user"
         elif len(pool) == 1:
             keeper, why = pool[0], "inside-root"
@@ -93,11 +101,15 @@ def build_groups(
             links = {c.id: sum(1 for n in edges[c.id] if n in inside) for c in pool}
             keeper, why = choose_keeper(pool, keep, links)
         linked = edges[keeper.id]
-        near = sorted(((n, linked[n]) for n in part if n in linked), key=lambda m: (-m[1], m[0]))
+        # Other reference files stay out of the group: they are never to be removed.
+        near = sorted(
+            ((n, linked[n]) for n in part if n in linked and not candidates[n].reference),
+            key=lambda m: (-m[1], m[0]),
+        )
         members = [(keeper.id, 1.0), *near]
         if len(members) >= 2:
             plans.append(GroupPlan(keeper.id, why, tuple(members)))
-        rest = [n for n in part if n != keeper.id and n not in linked]
+        rest = [n for n in part if n != keeper.id and (n not in linked or candidates[n].reference)]
         pending.extend(_components(rest, edges))
     plans.sort(key=lambda g: (-len(g.members), candidates[g.keep].path))
     return plans

@@ -33,6 +33,7 @@ KEEP_POLICIES = ("best", "largest", "oldest", "newest", "shortest-path", "first"
 """How a group's keeper is chosen; ties always go to the path that sorts first."""
 
 KEEP_REASONS = {
+    "reference": "in a reference folder",
     "user": "chosen by you",
     "inside-root": "the others are links out of the scanned folders",
     "most-duplicates": "a duplicate of the most others",
@@ -95,6 +96,8 @@ class Candidate:
     another member (the review page refuses to show such a file, and a keeper must stay)."""
     traits: Traits | None = None
     """Measured for the `best` policy; without them it falls back on the file's size."""
+    reference: bool = False
+    """Under a reference folder: never removed, the keeper of any group it is in."""
 
 
 def _jpeg_quality(table: Sequence[int]) -> int:

@@ -81,6 +81,7 @@ def find_leaks(
     index_dir: str | os.PathLike[str] | None = None,
     include_hidden: bool = False,
     on_progress: Callable[[ScanProgress], None] | None = None,
+    reference: Sequence[str | os.PathLike[str]] = (),
 ) -> LeakReport:
     """Every image with a duplicate in another split; splits are folders or index files.
 
@@ -88,13 +89,19 @@ def find_leaks(
     rerun is incremental; otherwise into a temporary index). Index files are read as
     they are and must hold embeddings of `model` (default: the bundled model). With
     `labels_from_folders`, duplicate groups whose members sit in different class folders
-    (the first folder below each split) are reported too.
+    (the first folder below each split) are reported too. A `reference` folder or index
+    (e.g. a public test set) is compared like a split, but its own images are never
+    reported as leaks, and copies among the references are not looked for.
 
     >>> find_leaks(["data/train", "data/test"]).split_counts
     {'data/train|data/test': 3}
     """
-    if len(splits) < 2:
-        raise ScanError("give at least two splits (folders or indexes) to compare")
+    if len(splits) + len(reference) < 2 or not splits:
+        raise ScanError(
+            "give at least two splits (folders or indexes) to compare, or a split and a reference"
+        )
+    references = {str(r) for r in reference}
+    splits = [*splits, *reference]
     names = [str(s) for s in splits]
     if len(set(names)) != len(names):
         raise ScanError("each split must be given once")
@@ -134,7 +141,9 @@ def find_leaks(
                 new = sorted({i.hash for i in found} - hash_vectors.keys())
                 hash_vectors.update(zip(new, store.vectors(new), strict=True))
                 marked |= store.not_duplicate_marks()
-    return _report(images, hash_vectors, marked, names, cut, model, labels_from_folders, errors)
+    return _report(
+        images, hash_vectors, marked, names, cut, model, labels_from_folders, errors, references
+    )
 
 
 def _report(
@@ -146,6 +155,7 @@ def _report(
     model: Model,
     labels_from_folders: bool,
     errors: list[FileError],
+    references: set[str],
 ) -> LeakReport:
     by_hash: dict[str, list[int]] = defaultdict(list)
     for k, image in enumerate(images):
@@ -168,8 +178,11 @@ def _report(
     matches: dict[int, list[Match]] = defaultdict(list)
     for a, b, score, exact in pairs:
         ia, ib = images[a], images[b]
-        if ia.split != ib.split:
+        if ia.split == ib.split or {ia.split, ib.split} <= references:
+            continue
+        if ia.split not in references:
             matches[a].append(Match(Path(ib.shown), ib.split, score, exact))
+        if ib.split not in references:
             matches[b].append(Match(Path(ia.shown), ia.split, score, exact))
     leaks = []
     split_sets: dict[str, set[int]] = defaultdict(set)

@@ -21,11 +21,13 @@ def find_duplicates(
     keep: str = "best",
     verify: bool = True,
     workers: int | None = None,
+    reference: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanResult:
     """The duplicate groups among image files and folders, in one call, keeping no index.
 
     Like `scan_folder` with a temporary index (removed on return; `result.index` is None):
     nothing is remembered between calls. For large or repeated scans use `scan_folder`.
+    Files under a `reference` folder are never to be removed (see `scan_folder`).
 
     >>> from lookalike import find_duplicates
     >>> [g.duplicates for g in find_duplicates("photos/").groups]
@@ -39,5 +41,6 @@ def find_duplicates(
             keep=keep,
             verify=verify,
             workers=workers,
+            reference=reference,
         )
     return replace(result, index=None)

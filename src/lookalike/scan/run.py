@@ -22,7 +22,14 @@ from lookalike.scan.groups import build_groups
 from lookalike.scan.keepers import KEEP_POLICIES, TRAITS_VERSION, measure_many
 from lookalike.scan.pairs import file_loader, pair_scores
 from lookalike.scan.stored import candidates, read_result
-from lookalike.scan.walk import ScanError, iter_found, link_same_files, scan_roots, walk_into
+from lookalike.scan.walk import (
+    ScanError,
+    absolute,
+    iter_found,
+    link_same_files,
+    scan_roots,
+    walk_into,
+)
 
 REVIEW_MARGIN = 0.03
 """Default review cut-off: this much below min_similarity."""
@@ -128,6 +135,7 @@ def scan_folder(
     workers: int | None = None,
     embedder: Embedder | None = None,
     verify: bool = True,
+    reference: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanResult:
     """Find the duplicate groups among the images under `roots`, kept in an index file.
 
@@ -139,7 +147,9 @@ def scan_folder(
     resumes where it stopped when run again. `embedder` replaces `embed_paths` (e.g.
     `lookalike.distributed.RayEmbedder`); everything else stays the same. `verify=False`
     skips geometric verification (much faster on huge sets; fewer geometric copies found)
-    and decides with the CNN's own calibrated cut-off.
+    and decides with the CNN's own calibrated cut-off. Files under a `reference` folder
+    (scanned too) are never to be removed: one keeps any group it is in, and pairs of two
+    reference files are not reported.
 
     >>> result = scan_folder("photos", index="photos.lookalike")
     >>> [g.duplicates for g in result.groups]
@@ -156,6 +166,12 @@ def scan_folder(
     if not verify:
         model = model.without_verification()
     cut, review = resolve_thresholds(model, min_similarity, review_min_similarity)
+    for folder in reference:
+        if not Path(folder).is_dir():
+            raise ScanError(f"not a folder: {folder} (a reference must be a folder)")
+    kept_folders = [str(absolute(f)) for f in reference]
+    given = {str(absolute(r)) for r in roots}
+    roots = [*roots, *(f for f in reference if str(absolute(f)) not in given)]
     root_list = scan_roots(roots, listed)
     path = Path(index)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +181,12 @@ def scan_folder(
         by_path = {r.path: r.id for r in root_rows}
         root_ids = [by_path[p] for p, _ in root_list]
         with store.transaction() as conn:
-            settings = {"min_similarity": cut, "review_min_similarity": review, "keep": keep}
+            settings: dict[str, object] = {
+                "min_similarity": cut,
+                "review_min_similarity": review,
+                "keep": keep,
+                "reference": kept_folders,
+            }
             scan_id = int(
                 conn.execute(
                     "INSERT INTO scans (started, roots, settings) VALUES (?, ?, ?)",
@@ -184,12 +205,17 @@ def scan_folder(
         embedded = _embed_new(
             store, scan_id, model, progress, batch_size, workers, embedder or embed_paths
         )
-        pairs = _search(store, scan_id, model, review, progress)
+        pool = candidates(store, scan_id, kept_folders)
+        pairs = [
+            p
+            for p in _search(store, scan_id, model, review, progress)
+            if not (pool[p[0]].reference and pool[p[1]].reference)
+        ]
         if keep == "best":
             _measure_keepers(store, pairs, workers, progress)
         progress(ScanProgress("group", 0))
         plans = build_groups(
-            candidates(store, scan_id),
+            candidates(store, scan_id, kept_folders),
             pairs,
             min_similarity=cut,
             keep=keep,

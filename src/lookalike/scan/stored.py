@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from lookalike.index import Index, open_index
 from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanStats
 from lookalike.scan.groups import GroupPlan, build_groups
 from lookalike.scan.keepers import Candidate
-from lookalike.scan.walk import ScanError, leads_out_of
+from lookalike.scan.walk import ScanError, inside_any, leads_out_of
 
 
-def candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]:
-    """The files that can take part in groups (readable, not another path of a file)."""
+def reference_folders(store: Index) -> list[str]:
+    """The reference folders of the last finished scan (absolute paths)."""
+    return [str(p) for p in store.settings().get("reference", ()) or ()]  # type: ignore[attr-defined]
+
+
+def candidates(
+    store: Index, scan_id: int | None = None, reference: Sequence[str] | None = None
+) -> dict[int, Candidate]:
+    """The files that can take part in groups (readable, not another path of a file).
+
+    `reference`: absolute reference folders (default: those of the last finished scan).
+    """
+    folders = reference_folders(store) if reference is None else reference
     where = "error IS NULL AND same_as IS NULL AND hash IS NOT NULL"
     params: tuple[object, ...] = ()
     if scan_id is not None:
@@ -41,6 +53,7 @@ def candidates(store: Index, scan_id: int | None = None) -> dict[int, Candidate]
             digest,
             outside,
             traits.get(digest),
+            inside_any(path, folders),
         )
     return out
 

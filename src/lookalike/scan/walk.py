@@ -60,6 +60,12 @@ def leads_out_of(path: str | os.PathLike[str], root: str | os.PathLike[str] | No
     return real != home and not real.startswith(home.rstrip(os.sep) + os.sep)
 
 
+def inside_any(path: str | os.PathLike[str], folders: Sequence[str | os.PathLike[str]]) -> bool:
+    """Whether an absolute path lies in one of the absolute folders (links not followed)."""
+    text = str(path)
+    return any(text == str(f) or text.startswith(str(f).rstrip(os.sep) + os.sep) for f in folders)
+
+
 def scan_roots(
     roots: Sequence[str | os.PathLike[str]], listed: Sequence[str | os.PathLike[str]]
 ) -> list[tuple[Path, str]]:

@@ -31,7 +31,8 @@ from lookalike.scan import (
     regroup,
     restore,
 )
-from lookalike.scan.walk import leads_out_of
+from lookalike.scan.stored import reference_folders
+from lookalike.scan.walk import inside_any, leads_out_of
 from lookalike.web.pictures import Refused, Source
 from lookalike.web.views import (
     Cutoffs,
@@ -204,7 +205,9 @@ class Review:
             out.append((entry.name, known[1]))
         return out
 
-    def _file_view(self, row: FileRow, moved: dict[str, Path]) -> FileView:
+    def _file_view(
+        self, row: FileRow, moved: dict[str, Path], reference: Sequence[str] = ()
+    ) -> FileView:
         try:
             st = os.stat(row.path)
         except OSError:
@@ -214,7 +217,14 @@ class Review:
             same = (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
             status = "present" if same else "changed"
         return FileView(
-            row.id, row.shown, row.size, row.width, row.height, status, (row.hash or "")[:12]
+            row.id,
+            row.shown,
+            row.size,
+            row.width,
+            row.height,
+            status,
+            (row.hash or "")[:12],
+            inside_any(row.path, reference),
         )
 
     def _row(self, store: Index, file_id: int) -> FileRow:
@@ -237,7 +247,7 @@ class Review:
                 for file_id, similarity in plan.members:
                     row = store.file(file_id)
                     if row is not None:  # None: dropped by a scan that finished just now
-                        view = self._file_view(row, moved)
+                        view = self._file_view(row, moved, reference_folders(store))
                         members.append(MemberView(view, similarity, file_id == plan.keep))
                 why = KEEP_REASONS.get(plan.keep_by, plan.keep_by)
                 views.append(GroupView(number, plan.keep_by, tuple(members), why))
@@ -251,8 +261,9 @@ class Review:
             pairs = self._cached(
                 "pairs", None, lambda: {(x, y): (s, e) for x, y, s, e in store.pairs()}
             )
+            folders = reference_folders(store)
         similarity, exact = pairs.get((min(a, b), max(a, b)), (None, False))
-        views = [self._file_view(row, moved) for row in rows]
+        views = [self._file_view(row, moved, folders) for row in rows]
         return PairView(views[0], views[1], similarity, exact)
 
     def source(self, file_id: int) -> Source:

@@ -18,6 +18,8 @@ class FileView:
     height: int | None
     status: str
     version: str
+    reference: bool = False
+    """Under a reference folder of the scan: never quarantined from the page."""
 
 
 @dataclass(frozen=True)

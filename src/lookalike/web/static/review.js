@@ -157,7 +157,9 @@
     image.addEventListener("error", () => image.replaceWith(el("span", { class: "no-thumb", text: "no preview" })));
     const present = f.status === "present";
     const actions = member.keeper
-      ? el("div", { class: "actions" }, el("span", { class: "badge keeper", text: "keeper" }))
+      ? el("div", { class: "actions" }, el("span", { class: "badge keeper", text: f.reference ? "keeper · reference" : "keeper" }))
+      : f.reference
+      ? el("div", { class: "actions" }, el("span", { class: "badge reference", text: "reference: stays" }))
       : el(
           "div",
           { class: "actions" },
