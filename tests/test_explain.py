@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from typer.testing import CliRunner
 
 from conftest import make_picture
+from lookalike.augment import composite
 from lookalike.cli import app
-from lookalike.explain import METHODS, explain_pair, overlay, panel
+from lookalike.explain import METHODS, decided_by, explain_pair, overlay, panel
 from lookalike.io import UnreadableImage
 from lookalike.model import Model, load_model, trim_box
 
@@ -306,9 +307,13 @@ def test_cli_writes_overlays_and_panel_and_prints_json(
         "b",
         "similarity",
         "duplicate",
+        "decided_by",
+        "verification",
         "overlays",
         "panel",
     }
+    assert payload["verification"] is None  # the tiny model has no local-feature check
+    assert payload["decided_by"].startswith("CNN alone")
     assert payload["schema_version"] == 1
     assert (payload["a"], payload["b"]) == (str(a), str(b))
     assert 0.0 <= payload["similarity"] <= 1.0 and isinstance(payload["duplicate"], bool)
@@ -397,3 +402,47 @@ def test_pasted_object_draws_the_heat(bundled: Model) -> None:
         heats += [result.heatmap_a, result.heatmap_b]
         masks += [mask_a, mask_b]
     assert heat_ratio(heats, masks) >= 1.5
+
+
+@pytest.mark.slow
+def test_a_verified_crop_shows_its_matches_and_where_it_lies(bundled: Model) -> None:
+    """The explanation of a crop pair carries the matches that verified it: B's outline
+    mapped into A is the crop box (within 5 % of A's size), every matched point of A lies
+    inside it, and the panel and the caption say so."""
+    for seed in range(4):
+        a, b, mask = crop_pair(seed, side=0.7)
+        result = explain_pair(a, b, bundled)
+        found = result.evidence
+        assert found is not None and found.confirmed and found.outline is not None
+        assert found.inliers == len(found.points_a) >= 20
+        rows, cols = np.nonzero(mask)
+        box = np.array(
+            [
+                [cols.min(), rows.min()],
+                [cols.max() + 1, rows.min()],
+                [cols.max() + 1, rows.max() + 1],
+                [cols.min(), rows.max() + 1],
+            ]
+        )
+        assert np.abs(found.outline - box).max() <= 0.05 * max(a.size), seed
+        inside = mask[found.points_a[:, 1].astype(int), found.points_a[:, 0].astype(int)]
+        assert inside.all()
+        assert decided_by(result) == f"verified: {found.inliers} local-feature matches"
+        assert panel(result, heatmaps=False).height < panel(result).height
+
+
+@pytest.mark.slow
+def test_a_match_on_a_shared_background_alone_is_shown_as_not_counted(bundled: Model) -> None:
+    """Two different objects pasted on one background: if local features match the
+    background, the explanation shows the match as refused and the CNN's score standing."""
+    refused = 0
+    for seed in range(6):
+        background = mosaic_photo(100 + seed)
+        a, b = (composite(background, mosaic_photo(200 + seed + 7 * k), seed=seed) for k in (1, 2))
+        result = explain_pair(a, b, bundled)
+        found = result.evidence
+        if found is not None and found.inliers and not found.confirmed:
+            refused += 1
+            assert decided_by(result).startswith("CNN alone")
+            assert result.similarity < bundled.min_similarity
+    assert refused >= 1

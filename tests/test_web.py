@@ -253,6 +253,9 @@ def test_pair_view_large_pictures_and_grad_cam_overlays(served: Served) -> None:
     ]
     assert overlays[0].size == (keeper["width"], keeper["height"])
     assert overlays[1].size == (member["width"], member["height"])
+    # The pair side by side (what decided it written under it), as wide as both together.
+    matches = _jpeg(served.client.get(f"/overlay/{keeper['id']}/{member['id']}/m"))
+    assert matches.width > max(overlays[0].width, overlays[1].width)
     assert served.client.get(f"/overlay/{keeper['id']}/{member['id']}/c").status_code == 422
 
 

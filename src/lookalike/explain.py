@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ from torch.nn import functional as F
 from lookalike.io import load_image
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
+from lookalike.verify import fuse_similarity, pair_evidence
+
+MATCH_LINES = 60
+"""Matched points joined by a line in a panel (evenly picked when there are more)."""
 
 METHODS = ("gradcam", "gradcam++")
 """Ways of weighting the feature maps, for `explain_pair(method=...)`."""
@@ -204,15 +209,25 @@ def explain_pair(
     ]
     embeddings = model.embed_arrays(prepared)
     score = float(model.similarity(embeddings[0], embeddings[1])[0])
+    evidence = None
     if model.verify is not None and model.verify.is_candidate(score):
-        sources = (path_a or full_a, path_b or full_b)
+        # The same matching as Model.refine, on the same decodes, keeping what it found.
         side = model.verify.side
-
-        def load(n: int) -> Image.Image:
-            source = sources[n]
-            return source if isinstance(source, Image.Image) else load_image(source, min_side=side)
-
-        score = float(model.refine(load, np.array([[0, 1]]), np.array([score]), threads=1)[0])
+        seen = [
+            source if isinstance(source, Image.Image) else load_image(source, min_side=side)
+            for source in (path_a or full_a, path_b or full_b)
+        ]
+        found = pair_evidence(seen[0], seen[1], model.verify)
+        scale = np.array([[full_a.width / seen[0].width, full_a.height / seen[0].height]])
+        scale_b = np.array([[full_b.width / seen[1].width, full_b.height / seen[1].height]])
+        evidence = replace(
+            found,
+            points_a=(found.points_a * scale).astype(np.float32),
+            points_b=(found.points_b * scale_b).astype(np.float32),
+            outline=None if found.outline is None else (found.outline * scale).astype(np.float32),
+        )
+        inliers = np.array([found.inliers if found.confirmed else 0])
+        score = float(fuse_similarity(np.array([score]), inliers, model.verify)[0])
     return Explanation(
         a=path_a,
         b=path_b,
@@ -225,6 +240,7 @@ def explain_pair(
         min_similarity=model.min_similarity,
         method=method,
         model=model.model_id,
+        evidence=evidence,
     )
 
 
@@ -282,35 +298,85 @@ def _tiles(image: Image.Image, heatmap: np.ndarray, height: int) -> tuple[Image.
     return small, overlay(small, np.asarray(heat.resize(size, Image.Resampling.BILINEAR)))
 
 
+def decided_by(explanation: Explanation) -> str:
+    """What set the similarity, in words: the verified matches or the CNN alone."""
+    found = explanation.evidence
+    if found is None:
+        return "CNN alone (no local-feature check needed)"
+    if found.confirmed:
+        mirror = ", mirrored" if found.mirrored else ""
+        return f"verified: {found.inliers} local-feature matches{mirror}"
+    if found.verdict == "content differs":
+        return f"CNN alone: {found.inliers} matches, but the aligned pictures differ"
+    if found.verdict == "misses the centre":
+        return f"CNN alone: {found.inliers} matches, none at the centre"
+    return "CNN alone: local features found no match"
+
+
 def _caption(explanation: Explanation) -> str:
-    """One line: similarity, decision, cut-off, method and model."""
+    """One line: similarity, decision, cut-off, what decided, method and model."""
     verdict = "duplicate" if explanation.duplicate else "not a duplicate"
     return (
         f"similarity {explanation.similarity:.4f}: {verdict} "
-        f"(min_similarity {explanation.min_similarity:.4f}; {explanation.method}, "
-        f"model {explanation.model})"
+        f"(min_similarity {explanation.min_similarity:.4f}); {decided_by(explanation)}; "
+        f"{explanation.method}, model {explanation.model}"
     )
 
 
-def panel(explanation: Explanation, height: int = 320, gap: int = 8) -> Image.Image:
-    """A | B on top, their overlays below, and the verdict as a caption (one RGB image)."""
+def panel(
+    explanation: Explanation, height: int = 320, gap: int = 8, heatmaps: bool = True
+) -> Image.Image:
+    """A | B on top, with the matched points joined and B's outline drawn in A when
+    local features were checked; their Grad-CAM overlays below (unless `heatmaps` is
+    False); the verdict and what decided it as a caption (one RGB image)."""
     columns = (
         _tiles(explanation.image_a, explanation.heatmap_a, height),
         _tiles(explanation.image_b, explanation.heatmap_b, height),
     )
-    tiles = list(zip(*columns, strict=True))
+    tiles = list(zip(*columns, strict=True))[: 2 if heatmaps else 1]
     font = ImageFont.load_default(size=max(12, height // 20))
-    text = _caption(explanation)
+    text = _caption(explanation) if heatmaps else decided_by(explanation)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left, top, right, bottom = (int(v) for v in measure.textbbox((0, 0), text, font=font))
     width = max(sum(t.width for t in tiles[0]) + 3 * gap, right - left + 2 * gap)
-    canvas = Image.new("RGB", (width, 2 * height + (bottom - top) + 4 * gap), (255, 255, 255))
+    rows = len(tiles)
+    canvas = Image.new(
+        "RGB", (width, rows * height + (bottom - top) + (rows + 2) * gap), (255, 255, 255)
+    )
     for r, row in enumerate(tiles):
         x = gap
         for tile in row:
             canvas.paste(tile, (x, gap + r * (height + gap)))
             x += tile.width + gap
-    ImageDraw.Draw(canvas).text(
-        (gap - left, 2 * height + 3 * gap - top), text, fill=(0, 0, 0), font=font
-    )
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap - left, rows * height + (rows + 1) * gap - top), text, fill=(0, 0, 0), font=font)
+    if explanation.evidence is not None:
+        _draw_matches(draw, explanation, height, gap, tiles[0][0].width)
     return canvas
+
+
+def _draw_matches(
+    draw: ImageDraw.ImageDraw, explanation: Explanation, height: int, gap: int, width_a: int
+) -> None:
+    """On the top row: B's outline mapped into A, and lines joining matched points."""
+    found = explanation.evidence
+    assert found is not None
+    scale_a = height / explanation.image_a.height
+    scale_b = height / explanation.image_b.height
+    colour = (40, 220, 60) if found.confirmed else (230, 60, 40)
+    if found.outline is not None:
+        corners = [(gap + x * scale_a, gap + y * scale_a) for x, y in found.outline.tolist()]
+        draw.line([*corners, corners[0]], fill=(255, 210, 0), width=max(2, height // 160))
+    shown = np.linspace(0, len(found.points_a) - 1, min(len(found.points_a), MATCH_LINES))
+    for k in shown.astype(int).tolist():
+        (xa, ya), (xb, yb) = found.points_a[k].tolist(), found.points_b[k].tolist()
+        draw.line(
+            (
+                gap + xa * scale_a,
+                gap + ya * scale_a,
+                2 * gap + width_a + xb * scale_b,
+                gap + yb * scale_b,
+            ),
+            fill=colour,
+            width=1,
+        )

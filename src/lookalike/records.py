@@ -293,6 +293,30 @@ class LeakReport:
 
 
 @dataclass(frozen=True, eq=False)
+class Evidence:
+    """What local-feature verification found for a pair, in each image's own pixels."""
+
+    verdict: str
+    """"agrees" (the match counts), or why not: "no match", "content differs", "misses
+    the centre"."""
+    inliers: int
+    """Matches consistent with the homography (0 without one)."""
+    mirrored: bool
+    """Whether A was matched mirrored."""
+    points_a: np.ndarray
+    """(K, 2) x, y of the matched keypoints in A."""
+    points_b: np.ndarray
+    """(K, 2) where the homography puts them in B."""
+    outline: np.ndarray | None
+    """(4, 2) B's corners mapped into A (None without a homography)."""
+
+    @property
+    def confirmed(self) -> bool:
+        """The match counts: the pair's similarity was raised by it."""
+        return self.verdict == "agrees"
+
+
+@dataclass(frozen=True, eq=False)
 class Explanation:
     """Why the model scores a pair as it does: one Grad-CAM heatmap per image.
 
@@ -311,3 +335,5 @@ class Explanation:
     min_similarity: float
     method: str
     model: str
+    evidence: Evidence | None = None
+    """Local-feature verification of the pair, when it ran (None: the CNN decided alone)."""

@@ -21,6 +21,8 @@ import faiss
 import numpy as np
 from PIL import Image, ImageOps
 
+from lookalike.records import Evidence
+
 FLAT_VARIANCE = 0.02
 """Local variance (in units of the overlap's variance) below which a window is flat: its
 pattern is noise, only its mean counts."""
@@ -309,19 +311,80 @@ def verified_inliers(
     return max(best, _agreeing_inliers(a_mirrored, b, config))
 
 
-def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
+AGREES = "agrees"
+"""The verdict on a match that counts: one picture, not just one place."""
+
+
+def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match | None, str]:
+    """The match of A with B and the verdict on it: AGREES, or why it does not count
+    ("no match", "content differs", "misses the centre")."""
     found = match_keypoints(a, b, config)
     if found is None:
-        return 0
+        return None, "no match"
     if config.max_disagreement < 1.0 or config.max_centre_disagreement < 1.0:
         share, centre = content_disagreement(a, b, found.homography, config)
         if share > config.max_disagreement or centre > config.max_centre_disagreement:
-            return 0
+            return found, "content differs"
     if config.min_centre_inlier_share > 0.0:
         middle, _ = centre_match_rate(a, b, found)
         if middle < config.min_centre_inlier_share:
-            return 0
-    return found.inliers
+            return found, "misses the centre"
+    return found, AGREES
+
+
+def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
+    found, verdict = judge_match(a, b, config)
+    return found.inliers if found is not None and verdict == AGREES else 0
+
+
+def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evidence:
+    """What verification finds for one pair, as `verified_inliers` decides it, with the
+    matched points and B's outline in each image's own pixels (for explanations)."""
+    cv2 = _cv2()
+    keys_a, keys_b = extract_keypoints(a, config), extract_keypoints(b, config)
+    found, verdict = judge_match(keys_a, keys_b, config)
+    mirrored = False
+    if verdict != AGREES or (found is not None and found.inliers < 4 * config.inlier_offset):
+        keys_m = extract_keypoints(a, config, mirrored=True)
+        other, other_verdict = judge_match(keys_m, keys_b, config)
+        if other is None:
+            better = False
+        elif other_verdict == AGREES:
+            better = verdict != AGREES or found is None or other.inliers > found.inliers
+        else:  # neither counts: show the mirrored match only when there is no other
+            better = found is None
+        if better:
+            found, verdict, keys_a, mirrored = other, other_verdict, keys_m, True
+    empty = np.zeros((0, 2), dtype=np.float32)
+    if found is None:
+        return Evidence(verdict, 0, False, empty, empty, None)
+    side_w, side_h = keys_a.shape[1], keys_a.shape[0]
+    to_a = np.array([a.width / side_w, a.height / side_h])
+    to_b = np.array([b.width / keys_b.shape[1], b.height / keys_b.shape[0]])
+
+    def unmirror(points: np.ndarray) -> np.ndarray:
+        out = points.astype(np.float64).copy()
+        if mirrored:
+            out[:, 0] = side_w - out[:, 0]
+        return out
+
+    inliers = keys_a.points[found.rows].astype(np.float64)
+    mapped = cv2.perspectiveTransform(inliers.reshape(-1, 1, 2), found.homography).reshape(-1, 2)
+    corners = np.array(
+        [[0, 0], [keys_b.shape[1], 0], [keys_b.shape[1], keys_b.shape[0]], [0, keys_b.shape[0]]],
+        dtype=np.float64,
+    )
+    outline = cv2.perspectiveTransform(
+        corners.reshape(-1, 1, 2), np.linalg.inv(found.homography)
+    ).reshape(-1, 2)
+    return Evidence(
+        verdict,
+        found.inliers,
+        mirrored,
+        (unmirror(inliers) * to_a).astype(np.float32),
+        (mapped * to_b).astype(np.float32),
+        (unmirror(outline) * to_a).astype(np.float32),
+    )
 
 
 def fuse_similarity(

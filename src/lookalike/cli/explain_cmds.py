@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +20,8 @@ from lookalike.cli._app import (
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from lookalike.records import Evidence
 
 
 def _write_new(image: Image.Image, folder: Path, stem: str) -> Path:
@@ -38,6 +40,25 @@ def _write_new(image: Image.Image, folder: Path, stem: str) -> Path:
     raise fail(f"too many earlier explanations named {stem}*.png in {folder}")
 
 
+def _evidence_payload(found: Evidence | None) -> dict[str, Any] | None:
+    """Local-feature verification as JSON: verdict, inliers, matched points, B's outline."""
+    if found is None:
+        return None
+    return {
+        "verdict": found.verdict,
+        "confirmed": found.confirmed,
+        "inliers": found.inliers,
+        "mirrored": found.mirrored,
+        "matches": [
+            [round(v, 1) for v in (*a, *b)]
+            for a, b in zip(found.points_a.tolist(), found.points_b.tolist(), strict=True)
+        ],
+        "outline_b_in_a": None
+        if found.outline is None
+        else [[round(v, 1) for v in p] for p in found.outline.tolist()],
+    }
+
+
 @app.command()
 def explain(
     a: Path = typer.Argument(..., help="First image."),
@@ -52,7 +73,7 @@ def explain(
     Writes both overlays and the panel as PNGs into --out, never over an existing file.
     Exit 0 either way, 1 if an image is unreadable.
     """
-    from lookalike.explain import METHODS, explain_pair, overlay, panel
+    from lookalike.explain import METHODS, decided_by, explain_pair, overlay, panel
 
     if method not in METHODS:
         raise fail(f"--method must be one of {', '.join(METHODS)}")
@@ -81,6 +102,8 @@ def explain(
                 "b": str(b),
                 "similarity": round(result.similarity, 4),
                 "duplicate": result.duplicate,
+                "decided_by": decided_by(result),
+                "verification": _evidence_payload(result.evidence),
                 "overlays": [str(p) for p in overlays],
                 "panel": str(panel_path),
             }
@@ -93,5 +116,6 @@ def explain(
             f"similarity {result.similarity:.4f}  ->  {verdict}  "
             f"(min_similarity {result.min_similarity:.4f}, {result.method}, model {result.model})"
         )
+        console.print(decided_by(result), markup=False)
     for path in (*overlays, panel_path):
         console.print(str(path), markup=False)

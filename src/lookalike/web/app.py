@@ -223,11 +223,11 @@ def create_app(
 
     @api.get("/overlay/{a}/{b}/{side}")
     def overlay(
-        a: FileId, b: FileId, side: Annotated[str, PathParam(pattern="^[ab]$")]
+        a: FileId, b: FileId, side: Annotated[str, PathParam(pattern="^[abm]$")]
     ) -> FileResponse:
         model, key = review.overlay_model()
         made = pictures.overlays(review.source(a), review.source(b), model, key)
-        path = made[0] if side == "a" else made[1]
+        path = made["abm".index(side)]
         return FileResponse(path, media_type="image/jpeg", headers=_CACHE_PICTURE)
 
     return Guard(api, token, hosts=hosts, max_body=max_body)

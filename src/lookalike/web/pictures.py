@@ -143,26 +143,29 @@ class Pictures:
             _save_jpeg(image, target, side)
         return target
 
-    def overlays(self, a: Source, b: Source, model: Model, model_key: str) -> tuple[Path, Path]:
-        """Grad-CAM overlays of a pair (one per image, PREVIEW_SIDE), made on first use.
+    def overlays(
+        self, a: Source, b: Source, model: Model, model_key: str
+    ) -> tuple[Path, Path, Path]:
+        """Grad-CAM overlays of a pair (one per image, PREVIEW_SIDE) and the pair with its
+        local-feature matches drawn and what decided it, made on first use.
 
         `model_key` names the model (its fingerprint): overlays of two models never mix.
         """
         if not _HEX.fullmatch(model_key):
             raise Refused("the model has no usable fingerprint", 409)
-        names = (f"{a.hash}-{b.hash}-a.jpg", f"{a.hash}-{b.hash}-b.jpg")
+        names = tuple(f"{a.hash}-{b.hash}-{side}.jpg" for side in ("a", "b", "m"))
         targets = tuple(self._cached("overlays", a.hash, f"{model_key[:16]}-{n}") for n in names)
         with opened(a) as path_a, opened(b) as path_b:
             if all(t.is_file() for t in targets):
-                return targets[0], targets[1]
+                return targets[0], targets[1], targets[2]
             # One explanation at a time: each takes both cores for a moment.
             with self._explaining:
                 return self._explain(path_a, path_b, model, targets)
 
     def _explain(
         self, path_a: str, path_b: str, model: Model, targets: tuple[Path, ...]
-    ) -> tuple[Path, Path]:
-        from lookalike.explain import explain_pair, overlay
+    ) -> tuple[Path, Path, Path]:
+        from lookalike.explain import explain_pair, overlay, panel
 
         if not all(t.is_file() for t in targets):  # else made by another request meanwhile
             try:
@@ -171,4 +174,6 @@ class Pictures:
                 raise Refused(f"the file cannot be decoded: {exc.reason}", 409) from None
             _save_jpeg(overlay(result.image_a, result.heatmap_a), targets[0], PREVIEW_SIDE)
             _save_jpeg(overlay(result.image_b, result.heatmap_b), targets[1], PREVIEW_SIDE)
-        return targets[0], targets[1]
+            matches = panel(result, height=PREVIEW_SIDE // 2, heatmaps=False)
+            _save_jpeg(matches, targets[2], max(matches.size))
+        return targets[0], targets[1], targets[2]

@@ -256,7 +256,8 @@
         throw new Error(detail(data, response));
       }
       const url = URL.createObjectURL(await response.blob());
-      box.replaceChildren(el("img", { src: url, alt: `Grad-CAM overlay (${side})`, class: "overlay-image" }));
+      const alt = side === "m" ? "the pair with its local-feature matches" : `Grad-CAM overlay (${side})`;
+      box.replaceChildren(el("img", { src: url, alt, class: side === "m" ? "matches-image" : "overlay-image" }));
     } catch (error) {
       box.replaceChildren(el("p", { class: "unavailable", text: error.message }));
     }
@@ -274,7 +275,8 @@
     const score = pair.similarity === null ? "no stored similarity" : `similarity ${pair.similarity.toFixed(4)}`;
     $("pair-title").textContent = pair.exact ? `${score} · byte-identical` : score;
     const boxes = [el("div", { class: "overlay-box", text: "Grad-CAM: computing…" }),
-      el("div", { class: "overlay-box", text: "Grad-CAM: computing…" })];
+      el("div", { class: "overlay-box", text: "Grad-CAM: computing…" }),
+      el("div", { class: "matches-box", text: "what decided: computing…" })];
     const column = (f, role, box) =>
       el(
         "div",
@@ -289,6 +291,7 @@
     $("pair-body").replaceChildren(
       column(pair.a, "Keeper", boxes[0]),
       column(pair.b, "Duplicate", boxes[1]),
+      boxes[2],
       el(
         "p",
         { class: "buttons" },
@@ -301,6 +304,7 @@
     openSheet("pair-view");
     await overlayInto(boxes[0], a, b, "a");
     if (state.pair && state.pair[0] === a && state.pair[1] === b) await overlayInto(boxes[1], a, b, "b");
+    if (state.pair && state.pair[0] === a && state.pair[1] === b) await overlayInto(boxes[2], a, b, "m");
   }
 
   // -- quarantine and restore --------------------------------------------------------------
