@@ -68,7 +68,8 @@ def test_scan_json_follows_the_documented_schema(
         "images_per_s",
     }
     for pair in doc["pairs"]:
-        assert set(pair) == {"a", "b", "similarity", "duplicate", "exact"}
+        assert set(pair) == {"a", "b", "similarity", "duplicate", "exact", "matches", "decided_by"}
+        assert pair["decided_by"] == ("exact copy" if pair["exact"] else "CNN")  # no verify
         assert pair["similarity"] >= 0.9
         assert pair["duplicate"] == (pair["similarity"] >= 1.0)
         if pair["exact"]:
@@ -76,7 +77,7 @@ def test_scan_json_follows_the_documented_schema(
     for group in doc["groups"]:
         assert set(group) == {"keep", "keep_reason", "duplicates", "members"}
         assert group["keep_reason"] in KEEP_REASONS
-        assert all(set(m) == {"path", "similarity_to_keep"} for m in group["members"])
+        assert all(set(m) == {"path", "similarity_to_keep", "decided_by"} for m in group["members"])
         assert group["keep"] not in group["duplicates"]
         assert {m["path"] for m in group["members"]} == {group["keep"], *group["duplicates"]}
     assert doc["errors"] == [
@@ -117,7 +118,7 @@ def test_scan_writes_every_output_file(photos: Path, tmp_path: Path, tiny_checkp
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "scan.json").read_text())
     csv_lines = (out / "pairs.csv").read_text().splitlines()
-    assert csv_lines[0] == "a,b,similarity,duplicate,exact,group,keeper,keep_reason"
+    assert csv_lines[0] == "a,b,similarity,duplicate,exact,decided_by,group,keeper,keep_reason"
     assert len(csv_lines) == 1 + len(doc["pairs"])
     removal = (out / "remove.txt").read_text().splitlines()
     assert sorted(removal) == sorted(d for g in doc["groups"] for d in g["duplicates"])

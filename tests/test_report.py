@@ -49,7 +49,8 @@ def _pictures(folder: Path, names: list[str]) -> list[Path]:
 def test_json_csv_and_list_say_the_same(tmp_path: Path) -> None:
     a, b, c = _pictures(tmp_path / "p", ["a.png", "b.png", "c.png"])
     pairs = [Pair(a, b, 1.0, True, True), Pair(a, c, 0.95, True), Pair(b, c, 0.88, False)]
-    group = Group(a, (Member(a, 1.0), Member(b, 1.0), Member(c, 0.95)), "most-pixels")
+    members = (Member(a, 1.0), Member(b, 1.0, exact=True), Member(c, 0.95, matches=31))
+    group = Group(a, members, "most-pixels")
     result = _result([group], pairs, (FileError(tmp_path / "x.jpg", "empty file"),))
     doc = json.loads(write_json(result, tmp_path / "o" / "scan.json").read_text())
     assert doc == scan_payload(result)
@@ -59,9 +60,9 @@ def test_json_csv_and_list_say_the_same(tmp_path: Path) -> None:
             "keep_reason": "most-pixels",
             "duplicates": [str(b), str(c)],
             "members": [
-                {"path": str(a), "similarity_to_keep": 1.0},
-                {"path": str(b), "similarity_to_keep": 1.0},
-                {"path": str(c), "similarity_to_keep": 0.95},
+                {"path": str(a), "similarity_to_keep": 1.0, "decided_by": "CNN"},
+                {"path": str(b), "similarity_to_keep": 1.0, "decided_by": "exact copy"},
+                {"path": str(c), "similarity_to_keep": 0.95, "decided_by": "verified, 31 matches"},
             ],
         }
     ]
@@ -77,8 +78,9 @@ def test_json_csv_and_list_say_the_same(tmp_path: Path) -> None:
     assert {(r["group"], r["keeper"], r["keep_reason"]) for r in rows} == {
         ("1", str(a), "most-pixels")
     }
-    page = write_html(result, tmp_path / "report")
-    assert "kept: most pixels" in page.read_text()
+    page = write_html(result, tmp_path / "report").read_text()
+    assert "kept: most pixels" in page
+    assert "exact copy" in page and "0.9500 · verified, 31 matches" in page
     listed, left_out = write_list(result, tmp_path / "o" / "rm.txt")
     assert listed.read_text().splitlines() == [str(b), str(c)]
     assert left_out == []

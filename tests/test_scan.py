@@ -457,13 +457,13 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
 
     model = replace(content_model(), verify=VerifyConfig(candidate_min_similarity=0.7))
     calls: list[int] = []
-    real_refine = type(model).refine
+    real_counts = type(model).match_counts
 
-    def counting(self, load, pairs, similarities, threads=None, cache=None):  # type: ignore[no-untyped-def]
+    def counting(self, load, pairs, threads=None, cache=None):  # type: ignore[no-untyped-def]
         calls.append(len(pairs))
-        return real_refine(self, load, pairs, similarities, threads, cache)
+        return real_counts(self, load, pairs, threads, cache)
 
-    monkeypatch.setattr(type(model), "refine", counting)
+    monkeypatch.setattr(type(model), "match_counts", counting)
     index = tmp_path / "idx"
     result = scan_folder([photos], index, model=model, workers=1)
     # With local-feature verification the crops join their originals (the CNN alone
@@ -481,6 +481,9 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
     }
     assert _groups(result) == expected
     assert sum(calls) > 0
+    # Each crop says the matches that verified it; the JSON and the pairs say the same.
+    crops = [m for g in result.groups for m in g.members if "_crop" in m.path.name]
+    assert crops and all(m.matches and m.decided_by.startswith("verified, ") for m in crops)
     with open_index(index) as store:
         assert len(store.verified()) == sum(calls)
     calls.clear()

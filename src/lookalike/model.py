@@ -389,18 +389,31 @@ class Model:
         threads: int | None = None,
         cache: dict[tuple[int, bool], Keypoints] | None = None,
     ) -> np.ndarray:
-        """Geometric verification of candidate pairs: their similarity after local matching.
+        """Geometric verification of candidate pairs: their similarity after local matching
+        (`match_counts` fused into `similarities`; unchanged without a verify config)."""
+        scores = np.asarray(similarities, dtype=np.float64)
+        if self.verify is None or len(pairs) == 0:
+            return scores
+        counts = self.match_counts(load, pairs, threads, cache)
+        return fuse_similarity(scores, counts, self.verify)
+
+    def match_counts(
+        self,
+        load: Callable[[int], Image.Image],
+        pairs: np.ndarray,
+        threads: int | None = None,
+        cache: dict[tuple[int, bool], Keypoints] | None = None,
+    ) -> np.ndarray:
+        """Local-feature matches that verify each candidate pair (0: none that count).
 
         `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image not in
         `cache`; the first image of a pair also gets mirrored keypoints). Callers pass only
         candidates: each image's nearest few neighbours with similarity >=
         `verify.candidate_min_similarity`.
         `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
-        Without a verify config the similarities come back unchanged.
         """
-        scores = np.asarray(similarities, dtype=np.float64)
         if self.verify is None or len(pairs) == 0:
-            return scores
+            return np.zeros(len(pairs))
         config = self.verify
         cache = {} if cache is None else cache
 
@@ -429,8 +442,7 @@ class Model:
             threads or os.cpu_count() or 1, initializer=single_threaded_search
         ) as pool:
             list(pool.map(prime, images.tolist()))
-            counts = np.array(list(pool.map(inliers, np.asarray(pairs))), dtype=np.float64)
-        return fuse_similarity(scores, counts, config)
+            return np.array(list(pool.map(inliers, np.asarray(pairs))), dtype=np.float64)
 
     def compare(
         self,

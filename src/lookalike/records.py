@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+def decided_by(exact: bool, matches: int | None) -> str:
+    """A similarity's source in words: "exact copy", "verified, N matches" or "CNN"."""
+    if exact:
+        return "exact copy"
+    if matches:
+        return f"verified, {matches} matches"
+    return "CNN"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The verdict on one pair of images."""
@@ -32,6 +41,13 @@ class Pair:
     similarity: float
     duplicate: bool
     exact: bool = False
+    matches: int | None = None
+    """Local-feature matches that verified the pair (None: the CNN's similarity stands)."""
+
+    @property
+    def decided_by(self) -> str:
+        """What set the similarity: "exact copy", "verified, N matches" or "CNN"."""
+        return decided_by(self.exact, self.matches)
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,15 @@ class Member:
 
     path: Path
     similarity_to_keep: float
+    exact: bool = False
+    """Byte-identical to the keeper."""
+    matches: int | None = None
+    """Local-feature matches that verified it against the keeper (None: the CNN decided)."""
+
+    @property
+    def decided_by(self) -> str:
+        """What set its similarity to the keeper (see `Pair.decided_by`)."""
+        return decided_by(self.exact, self.matches)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ def scan_payload(result: ScanResult) -> dict[str, Any]:
                 "similarity": _score(p.similarity),
                 "duplicate": p.duplicate,
                 "exact": p.exact,
+                "matches": p.matches,
+                "decided_by": p.decided_by,
             }
             for p in result.pairs
         ],
@@ -55,7 +57,11 @@ def scan_payload(result: ScanResult) -> dict[str, Any]:
                 "keep_reason": g.keep_reason,
                 "duplicates": [str(d) for d in g.duplicates],
                 "members": [
-                    {"path": str(m.path), "similarity_to_keep": _score(m.similarity_to_keep)}
+                    {
+                        "path": str(m.path),
+                        "similarity_to_keep": _score(m.similarity_to_keep),
+                        "decided_by": m.decided_by,
+                    }
                     for m in g.members
                 ],
             }
@@ -100,7 +106,17 @@ def write_csv(result: ScanResult, path: str | os.PathLike[str]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["a", "b", "similarity", "duplicate", "exact", "group", "keeper", "keep_reason"]
+        [
+            "a",
+            "b",
+            "similarity",
+            "duplicate",
+            "exact",
+            "decided_by",
+            "group",
+            "keeper",
+            "keep_reason",
+        ]
     )
     for p in result.pairs:
         number = group_of.get(p.a)
@@ -112,6 +128,7 @@ def write_csv(result: ScanResult, path: str | os.PathLike[str]) -> Path:
                 f"{p.similarity:.6f}",
                 str(p.duplicate).lower(),
                 str(p.exact).lower(),
+                p.decided_by,
                 number if group else "",
                 str(group.keep) if group else "",
                 group.keep_reason if group else "",
@@ -150,6 +167,7 @@ class _Tile:
     thumb: str | None
     similarity: float
     keep: bool
+    decided_by: str = ""
 
 
 def _thumb_name(path: Path) -> str:
@@ -226,9 +244,9 @@ def write_html(
             )
         )
 
-    def tile(path: Path, similarity: float, keep: bool) -> _Tile:
+    def tile(path: Path, similarity: float, keep: bool, decided: str = "") -> _Tile:
         thumb = f"thumbs/{names[path]}" if made.get(path) else None
-        return _Tile(str(path), _uri(path), thumb, similarity, keep)
+        return _Tile(str(path), _uri(path), thumb, similarity, keep, decided)
 
     env = _environment()
     template = env.get_template("report.html")
@@ -246,7 +264,10 @@ def write_html(
         chunk: Sequence[Group] = result.groups[(number - 1) * page_size : number * page_size]
         groups = [
             (
-                [tile(m.path, m.similarity_to_keep, m.path == g.keep) for m in g.members],
+                [
+                    tile(m.path, m.similarity_to_keep, m.path == g.keep, m.decided_by)
+                    for m in g.members
+                ],
                 KEEP_REASONS.get(g.keep_reason, g.keep_reason),
             )
             for g in chunk
@@ -257,7 +278,9 @@ def write_html(
         _atomic_text(out / _page_name("groups", number), html)
     for number in range(1, review_pages + 1):
         part: Sequence[Pair] = review[(number - 1) * page_size : number * page_size]
-        pairs = [(tile(p.a, 1.0, False), tile(p.b, p.similarity, False)) for p in part]
+        pairs = [
+            (tile(p.a, 1.0, False), tile(p.b, p.similarity, False, p.decided_by)) for p in part
+        ]
         html = template.render(kind="review", number=number, pairs=pairs, **common)
         _atomic_text(out / _page_name("review", number), html)
     _atomic_text(

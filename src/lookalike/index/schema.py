@@ -45,6 +45,7 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     hash_a TEXT NOT NULL,
     hash_b TEXT NOT NULL,
     similarity REAL NOT NULL,
+    inliers INTEGER,                -- the local-feature matches that counted (0: none)
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
@@ -132,10 +133,13 @@ def check_schema(path: Path, conn: sqlite3.Connection) -> None:
 
 
 def add_new_tables(conn: sqlite3.Connection) -> None:
-    """Add the tables later versions of schema 1 brought (an index made before them)."""
+    """Add the tables and columns later versions of schema 1 brought (an older index)."""
     for statement in _SCHEMA.split(";\n"):
         if statement.strip().startswith("CREATE TABLE IF NOT EXISTS"):
             conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(verified)")}
+    if "inliers" not in columns:
+        conn.execute("ALTER TABLE verified ADD COLUMN inliers INTEGER")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

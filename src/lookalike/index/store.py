@@ -290,13 +290,26 @@ class Index:
         rows = self.conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
         return {(a, b): float(s) for a, b, s in rows}
 
-    def store_verified(self, scores: Iterable[tuple[str, str, float]]) -> None:
-        """Remember verified similarities (hash pairs in any order) for later scans."""
+    def store_verified(self, scores: Iterable[tuple[str, str, float, int]]) -> None:
+        """Remember verified similarities and their match counts (hash pairs in any order)
+        for later scans and for showing what decided a pair."""
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity) VALUES (?, ?, ?)",
-                [(min(a, b), max(a, b), s) for a, b, s in scores],
+                "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity, inliers) "
+                "VALUES (?, ?, ?, ?)",
+                [(min(a, b), max(a, b), s, n) for a, b, s, n in scores],
             )
+
+    def verified_matches(self) -> dict[tuple[str, str], int]:
+        """Local-feature matches that verified a pair, by sorted content-hash pair (only
+        pairs whose matches counted; none in an index made before they were kept)."""
+        try:
+            rows = self.conn.execute(
+                "SELECT hash_a, hash_b, inliers FROM verified WHERE inliers > 0"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such column: a read-only older index
+            return {}
+        return {(a, b): int(n) for a, b, n in rows}
 
     # -- pairs, groups and review marks --------------------------------------------------
 

@@ -75,17 +75,34 @@ def read_result(
             shown = dict(store.conn.execute("SELECT id, shown FROM files"))
             hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
             marked = store.not_duplicate_marks()
+            verified = store.verified_matches()
+
+            def matches(a: int, b: int) -> int | None:
+                ha, hb = hashes[a], hashes[b]
+                return verified.get((min(ha, hb), max(ha, hb)))
+
             pairs = []
             for a, b, similarity, exact in store.pairs():
                 pa, pb = sorted((shown[a], shown[b]))
                 ha, hb = hashes[a], hashes[b]
                 blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
                 duplicate = (exact or similarity >= cut) and not blocked
-                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact))
+                found = None if exact else matches(a, b)
+                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact, found))
             groups = tuple(
                 Group(
                     Path(shown[g.keep]),
-                    tuple(Member(Path(shown[f]), s) for f, s in g.members),
+                    tuple(
+                        Member(
+                            Path(shown[f]),
+                            s,
+                            f != g.keep and hashes[f] == hashes[g.keep],
+                            None
+                            if f == g.keep or hashes[f] == hashes[g.keep]
+                            else matches(g.keep, f),
+                        )
+                        for f, s in g.members
+                    ),
                     g.keep_by,
                 )
                 for g in store.groups()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
-from lookalike.records import FileError, Move, Quarantine
+from lookalike.records import FileError, Move, Quarantine, decided_by
 from lookalike.scan import (
     KEEP_REASONS,
     GroupPlan,
@@ -241,14 +241,24 @@ class Review:
         moved = self._moved()
         with self._open() as store:
             plans = self._plans(store, cut)
+            verified = self._cached("matches", None, store.verified_matches)
+            folders = reference_folders(store)
             views = []
             for number, plan in enumerate(plans[offset : offset + limit], offset + 1):
                 members = []
+                keeper = store.file(plan.keep)
                 for file_id, similarity in plan.members:
                     row = store.file(file_id)
                     if row is not None:  # None: dropped by a scan that finished just now
-                        view = self._file_view(row, moved, reference_folders(store))
-                        members.append(MemberView(view, similarity, file_id == plan.keep))
+                        view = self._file_view(row, moved, folders)
+                        members.append(
+                            MemberView(
+                                view,
+                                similarity,
+                                file_id == plan.keep,
+                                _decided(keeper, row, verified) if file_id != plan.keep else "",
+                            )
+                        )
                 why = KEEP_REASONS.get(plan.keep_by, plan.keep_by)
                 views.append(GroupView(number, plan.keep_by, tuple(members), why))
         return GroupsPage(cut, len(plans), offset, limit, tuple(views))
@@ -262,9 +272,11 @@ class Review:
                 "pairs", None, lambda: {(x, y): (s, e) for x, y, s, e in store.pairs()}
             )
             folders = reference_folders(store)
+            verified = self._cached("matches", None, store.verified_matches)
         similarity, exact = pairs.get((min(a, b), max(a, b)), (None, False))
         views = [self._file_view(row, moved, folders) for row in rows]
-        return PairView(views[0], views[1], similarity, exact)
+        decided = _decided(rows[0], rows[1], verified) if similarity is not None else ""
+        return PairView(views[0], views[1], similarity, exact, decided)
 
     def source(self, file_id: int) -> Source:
         """Where to read an indexed image from (its place, or the quarantine folder)."""
@@ -452,3 +464,9 @@ class Review:
             raise ReviewError(str(exc)) from None
         self._wrote()
         return outcome
+
+
+def _decided(a: FileRow | None, b: FileRow, verified: dict[tuple[str, str], int]) -> str:
+    """What set the similarity of two indexed files (see `records.decided_by`)."""
+    ha, hb = (a.hash if a else None) or "", b.hash or ""
+    return decided_by(ha == hb, verified.get((min(ha, hb), max(ha, hb))))

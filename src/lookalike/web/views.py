@@ -29,6 +29,8 @@ class MemberView:
     file: FileView
     similarity: float
     keeper: bool
+    decided_by: str = ""
+    """What set its similarity to the keeper: "exact copy", "verified, N matches" or "CNN"."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class PairView:
     b: FileView
     similarity: float | None
     exact: bool
+    decided_by: str = ""
+    """What set the similarity (see `MemberView.decided_by`)."""
 
 
 @dataclass(frozen=True)

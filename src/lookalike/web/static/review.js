@@ -190,7 +190,8 @@
         {},
         ...pathLines(f.path),
         el("div", { class: "facts", text: `${size(f.size)} · ${resolution(f)}` }),
-        member.keeper ? null : el("div", { class: "similarity", text: `similarity ${member.similarity.toFixed(4)}` }),
+        member.keeper ? null : el("div", { class: "similarity", text: member.decided_by === "exact copy"
+          ? "exact copy" : `similarity ${member.similarity.toFixed(4)} · ${member.decided_by}` }),
         present ? null : el("div", { class: "status", text: STATUS[f.status] || f.status }),
       ),
       actions,
@@ -273,7 +274,7 @@
     }
     state.pair = [a, b];
     const score = pair.similarity === null ? "no stored similarity" : `similarity ${pair.similarity.toFixed(4)}`;
-    $("pair-title").textContent = pair.exact ? `${score} · byte-identical` : score;
+    $("pair-title").textContent = pair.decided_by ? `${score} · ${pair.decided_by}` : score;
     const boxes = [el("div", { class: "overlay-box", text: "Grad-CAM: computing…" }),
       el("div", { class: "overlay-box", text: "Grad-CAM: computing…" }),
       el("div", { class: "matches-box", text: "what decided: computing…" })];
