@@ -270,6 +270,9 @@ class Quarantine:
     done: tuple[Move, ...]
     skipped: tuple[FileError, ...]
     dry_run: bool = False
+    stopped: str | None = None
+    """Why it stopped early (a full or read-only disk): every file not moved is where it
+    was, and every file moved is listed in the manifest."""
 
 
 @dataclass(frozen=True)

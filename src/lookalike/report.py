@@ -84,8 +84,12 @@ def _atomic_text(path: Path, text: str) -> None:
     """Write a whole file or nothing (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: nothing half-written is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
@@ -189,8 +193,12 @@ def _make_thumbnail(src: Path, dst: Path, size: int) -> bool:
         return False
     image.thumbnail((size, size))
     tmp = dst.with_name(f".{dst.name}.tmp")
-    image.save(tmp, "JPEG", quality=80)
-    os.replace(tmp, dst)
+    try:
+        image.save(tmp, "JPEG", quality=80)
+        os.replace(tmp, dst)
+    except OSError:  # a full disk: no half-written thumbnail is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -344,4 +352,5 @@ def quarantine_payload(outcome: Quarantine) -> dict[str, Any]:
             for m in outcome.done
         ],
         "skipped": [{"path": str(e.path), "reason": e.reason} for e in outcome.skipped],
+        "stopped": outcome.stopped,
     }

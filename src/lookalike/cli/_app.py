@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import sqlite3
 import sys
@@ -18,6 +17,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from lookalike import __version__
+from lookalike.io import describe_fault
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -26,23 +26,6 @@ EXIT_USAGE = 2
 EXIT_MACHINE = 3
 """The machine refused: a full disk, a read-only place, no permission, a vanished folder."""
 
-_SPACE = "free some space or choose another place"
-_WRITABLE = "choose a place you may write to"
-_FAULTS = {
-    errno.ENOSPC: ("no space left on the device", _SPACE),
-    errno.EDQUOT: ("the disk quota is used up", _SPACE),
-    errno.EROFS: ("the file system is read-only", _WRITABLE),
-    errno.EACCES: ("permission denied", _WRITABLE),
-    errno.EPERM: ("operation not permitted", _WRITABLE),
-    errno.ENOENT: ("no such file or folder (missing, or removed meanwhile)", "check the path"),
-}
-_SQLITE_FAULTS = {  # primary result codes of SQLite
-    13: ("the disk is full (SQLITE_FULL)", _SPACE),
-    10: ("a disk I/O error (SQLITE_IOERR: a full or failing disk?)", _SPACE),
-    8: ("the index cannot be written (SQLITE_READONLY: a read-only place?)", _WRITABLE),
-    14: ("the index cannot be opened (SQLITE_CANTOPEN: a read-only or missing folder?)", _WRITABLE),
-    3: ("permission denied (SQLITE_PERM)", _WRITABLE),
-}
 _PLACES = {
     "scan": "--index, --html-out, --json-out, --csv-out, --list-out",
     "leaks": "--index, --json-out",
@@ -96,17 +79,12 @@ def machine_fault(exc: BaseException, args: list[str]) -> str | None:
     naming the path and what to do; None for any other error. `args` are the command
     line after the program name (to name the command, and the index when SQLite does not
     say which file failed)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        fault = _SQLITE_FAULTS.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
-        path = _option_value(args, "--index") or "the index"
-    elif isinstance(exc, OSError) and exc.errno is not None:
-        fault = _FAULTS.get(exc.errno)
-        path = str(exc.filename) if exc.filename else "a file"
-    else:
-        return None
+    fault = describe_fault(exc)
     if fault is None:
         return None
-    reason, advice = fault
+    path, reason, advice = fault
+    if isinstance(exc, sqlite3.OperationalError):
+        path = _option_value(args, "--index") or path
     at = _command_index(args)
     command = args[at] if at is not None else ""
     if command in _PLACES:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lookalike.cli._app import (
+    EXIT_MACHINE,
+    EXIT_USAGE,
     SETTINGS,
     app,
     fail,
@@ -17,6 +19,7 @@ from lookalike.cli._app import (
     stdout,
     user_errors,
 )
+from lookalike.io import describe_fault
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -93,7 +96,10 @@ def explain(
         ]
         panel_path = _write_new(panel(result), out, f"{a.stem}_vs_{b.stem}_explained")
     except OSError as exc:
-        raise fail(f"cannot write to {out}: {exc.strerror or exc}") from None
+        fault = describe_fault(exc)
+        advice = f"; {fault[2]} (--out)" if fault else ""
+        code = EXIT_MACHINE if fault else EXIT_USAGE
+        raise fail(f"cannot write to {out}: {exc.strerror or exc}{advice}", code) from None
     if json_output:
         print_json(
             {

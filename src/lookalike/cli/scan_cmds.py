@@ -21,6 +21,7 @@ from rich.text import Text
 
 from lookalike.cli._app import (
     EXIT_FOUND,
+    EXIT_MACHINE,
     EXIT_OK,
     EXIT_USAGE,
     SETTINGS,
@@ -324,6 +325,13 @@ def quarantine_command(
     _print_moves(outcome, json_output, "would move" if dry_run else "moved")
     if outcome.manifest and not json_output:
         stdout().print(f"manifest: {outcome.manifest}  (undo: lookalike restore MANIFEST)")
+    if outcome.stopped:
+        raise fail(
+            f"quarantine stopped: {outcome.stopped}; {len(outcome.done)} files moved (listed "
+            f"in {outcome.manifest}), the others left in place; free some space or choose "
+            "another --to, then run quarantine again",
+            EXIT_MACHINE,
+        )
 
 
 @app.command()
@@ -337,6 +345,12 @@ def restore(
     with _scan_errors():
         outcome = restore_files(manifest)
     _print_moves(outcome, json_output, "restored")
+    if outcome.stopped:
+        raise fail(
+            f"restore stopped: {outcome.stopped}; {len(outcome.done)} files back in place, "
+            "the others still in quarantine; free some space, then run restore again",
+            EXIT_MACHINE,
+        )
 
 
 def _print_moves(outcome: Any, json_output: bool, verb: str) -> None:
@@ -350,7 +364,7 @@ def _print_moves(outcome: Any, json_output: bool, verb: str) -> None:
         for move in outcome.done:
             target = f" -> {move.dst}" if move.dst else " (delete)"
             out.print(f"{move.src}{target}", markup=False)
-    for skipped in outcome.skipped:
+    for skipped in () if outcome.stopped else outcome.skipped:  # else one line says it all
         err.print(f"left as is: {skipped.path}: {skipped.reason}", markup=False)
     out.print(f"{verb} {len(outcome.done)} files, {len(outcome.skipped)} left as they were")
 

@@ -66,6 +66,19 @@ def _fsync_dir(path: Path) -> None:
 class _Refused(Exception):
     """A move that was not made; the message says why (the file is where it was)."""
 
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+_MACHINE = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "a disk I/O error",
+}
+"""Faults of the machine that end a clean-up at once: every later move would fail too."""
+
 
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
@@ -97,7 +110,7 @@ def move_file(src: Path, dst: Path, sha256: str) -> None:
         raise _Refused("vanished before it could be moved") from None
     except OSError as exc:
         if exc.errno not in _NO_LINK:
-            raise _Refused(f"cannot move ({exc.strerror})") from None
+            raise _Refused(f"cannot move ({exc.strerror})", exc.errno) from None
         _copy_into_place(src, dst, sha256)
     _fsync_dir(dst.parent)
     try:
@@ -127,7 +140,7 @@ def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
     except FileExistsError:
         raise _Refused(f"name clash: {dst} already exists") from None
     except OSError as exc:
-        raise _Refused(f"cannot copy ({exc.strerror}); left in place") from None
+        raise _Refused(f"cannot copy ({exc.strerror}); left in place", exc.errno) from None
     part = Path(name)
     try:
         with open(src, "rb") as source, open(handle, "wb") as target:
@@ -139,7 +152,7 @@ def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
             raise _Refused("the copy does not match the original; left in place")
         _name_copy(part, dst)
     except OSError as exc:
-        raise _Refused(f"cannot copy ({exc.strerror}); left in place") from None
+        raise _Refused(f"cannot copy ({exc.strerror}); left in place", exc.errno) from None
     finally:
         _remove_quietly(part)
 
@@ -214,7 +227,8 @@ def quarantine(
         target.mkdir(parents=True, exist_ok=True)
         manifest = _write_manifest(target, plans, op)
         done = []
-        for plan in plans:
+        stopped = None
+        for number, plan in enumerate(plans):
             try:
                 if delete:
                     _delete(plan)
@@ -222,9 +236,16 @@ def quarantine(
                     move_file(plan.src, plan.dst, plan.sha256)
             except _Refused as exc:
                 skipped.append(FileError(plan.src, str(exc)))
+                if exc.errno in _MACHINE:
+                    stopped = f"{_MACHINE[exc.errno]} ({target})"
+                    skipped.extend(
+                        FileError(p.src, f"not tried: {stopped}; left in place")
+                        for p in plans[number + 1 :]
+                    )
+                    break
                 continue
             done.append(Move(plan.src, None if delete else plan.dst, plan.sha256, op))
-    return Quarantine(manifest, tuple(done), tuple(skipped))
+    return Quarantine(manifest, tuple(done), tuple(skipped), stopped=stopped)
 
 
 def _delete(plan: _Plan) -> None:
@@ -390,16 +411,26 @@ def restore(manifest: str | os.PathLike[str]) -> Quarantine:
     _remove_partials(
         {m.src.parent for m in moves} | {m.dst.parent for m in moves if m.dst is not None}
     )
-    for move in moves:
+    stopped = None
+    for number, move in enumerate(moves):
         if move.op == "delete" or move.dst is None:
             skipped.append(FileError(move.src, "was deleted, not moved; cannot be restored"))
             continue
-        reason = _restore_one(move)
+        try:
+            reason = _restore_one(move)
+        except _Refused as exc:  # the machine refused: later moves would fail too
+            skipped.append(FileError(move.src, str(exc)))
+            stopped = f"{_MACHINE[exc.errno or errno.EIO]} ({move.src.parent})"
+            skipped.extend(
+                FileError(m.src, f"not tried: {stopped}; still in quarantine")
+                for m in moves[number + 1 :]
+            )
+            break
         if reason:
             skipped.append(FileError(move.src, reason))
         else:
             done.append(Move(move.dst, move.src, move.sha256, "restore"))
-    return Quarantine(path, tuple(done), tuple(skipped))
+    return Quarantine(path, tuple(done), tuple(skipped), stopped=stopped)
 
 
 def _restore_one(move: Move) -> str | None:
@@ -432,5 +463,7 @@ def _restore_one(move: Move) -> str | None:
     try:
         move_file(move.dst, move.src, move.sha256)
     except _Refused as exc:
+        if exc.errno in _MACHINE:
+            raise
         return str(exc)
     return None

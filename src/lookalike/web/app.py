@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
 from lookalike import __version__
+from lookalike.io import SPACE_ADVICE, describe_fault
 from lookalike.model import Model
 from lookalike.records import FileError, Quarantine
 from lookalike.report import quarantine_payload
@@ -130,6 +132,17 @@ def create_app(
     @api.exception_handler(Refused)
     async def refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @api.exception_handler(OSError)
+    @api.exception_handler(sqlite3.OperationalError)
+    async def machine(_request: Request, exc: Exception) -> JSONResponse:
+        # A full or read-only disk: the action fails with a message, the page keeps running.
+        fault = describe_fault(exc)
+        if fault is None:
+            raise exc
+        path, reason, advice = fault
+        status = 507 if advice == SPACE_ADVICE else 409
+        return JSONResponse({"detail": f"{path}: {reason}; {advice}"}, status_code=status)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
