@@ -29,7 +29,7 @@ def test_new_index_records_schema_and_model(tmp_path: Path, tiny_model: Model) -
     path = tmp_path / "idx.lookalike"
     with build_index(path, tiny_model) as index:
         meta = index.meta()
-        mode = index.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        mode = index._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert meta["model_id"] == "tiny-test"
@@ -77,7 +77,7 @@ def test_another_model_drops_embeddings_and_check_model_refuses(
     with open_index(path) as index, pytest.raises(ModelMismatch, match="tiny-test"):
         index.check_model(other)
     with build_index(path, other) as index:
-        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+        assert index._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
         assert index.model_id == "content-3"
         index.check_model(other)
 
@@ -102,7 +102,7 @@ def test_new_verification_settings_drop_verified_similarities_but_keep_embedding
     stricter = replace(checked, verify=VerifyConfig(max_centre_disagreement=0.5))
     with build_index(path, stricter) as index:
         assert index.verified() == {}
-        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+        assert index._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
 
 
 def test_a_reader_sees_committed_state_while_a_writer_holds_a_transaction(
@@ -114,8 +114,8 @@ def test_a_reader_sees_committed_state_while_a_writer_holds_a_transaction(
     with writer.transaction() as conn:
         conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('a', x'00000000')")
         # Mid-transaction: the reader is not blocked and sees the last commit.
-        assert reader.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
-    assert reader.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+        assert reader._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+    assert reader._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
     writer.close()
     reader.close()
 

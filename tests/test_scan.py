@@ -105,7 +105,7 @@ def test_exact_copies_are_grouped_and_embedded_once(photos: Path, tmp_path: Path
         "unrelated_1.jpg",
     }
     with open_index(tmp_path / "idx") as index:
-        assert index.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == distinct
+        assert len(index.embedded_vectors()[0]) == distinct
 
 
 def test_hard_links_and_symlinks_are_one_file_not_copies(photos: Path, tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_a_different_model_re_embeds_everything(photos: Path, tmp_path: Path) ->
     assert second.stats.embedded == distinct
     assert second.model == "content-1"
     with open_index(index) as store:
-        assert store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == distinct
+        assert len(store.embedded_vectors()[0]) == distinct
 
 
 class _Stop(Exception):
@@ -194,7 +194,7 @@ def test_a_scan_stopped_mid_embedding_resumes_without_redoing_work(
             on_progress=stop_after_two_batches,
         )
     with open_index(index) as store:
-        stored = store.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        stored = len(store.embedded_vectors()[0])
     resumed = scan_folder([photos], index, model=model, batch_size=2, workers=1)
     fresh = scan_folder([photos], tmp_path / "fresh", model=model, workers=1)
     assert 3 <= stored < fresh.stats.embedded  # two batches kept (one file is unreadable)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.index.scans import ScanTables
 from lookalike.index.schema import (
     IndexSchemaError,
     ModelMismatch,
@@ -90,7 +91,7 @@ def _file_row(row: Sequence[object]) -> FileRow:
     )
 
 
-class Index:
+class Index(ScanTables):
     """An open lookalike index. Use `build_index` (to scan into) or `open_index` (to read).
 
     Writes go through `transaction()`; reads may happen at any time, also from other
@@ -99,11 +100,11 @@ class Index:
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
-        self.conn = conn
+        self._conn = conn
 
     def close(self) -> None:
         """Close the connection."""
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Index:
         return self
@@ -114,34 +115,34 @@ class Index:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so concurrent writers queue, not deadlock)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield self._conn
         except BaseException:
             # SQLite has already rolled back after some errors (a full disk): the original
             # error is the one to report.
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self._conn.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """Several reads that see one committed state, even while a scan commits."""
-        if self.conn.in_transaction:
-            yield self.conn
+        if self._conn.in_transaction:
+            yield self._conn
             return
-        self.conn.execute("BEGIN")
+        self._conn.execute("BEGIN")
         try:
-            yield self.conn
+            yield self._conn
         finally:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
 
     # -- meta --------------------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
         """Every meta entry (schema_version, model_id, model_fingerprint, settings...)."""
-        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
     def set_meta(self, conn: sqlite3.Connection, **values: object) -> None:
         """Write meta entries inside a transaction."""
@@ -208,7 +209,7 @@ class Index:
 
     def roots(self) -> list[RootRow]:
         """The roots of the last scan."""
-        rows = self.conn.execute("SELECT id, path, shown, label FROM roots ORDER BY id")
+        rows = self._conn.execute("SELECT id, path, shown, label FROM roots ORDER BY id")
         return [RootRow(int(i), Path(p), s, lab) for i, p, s, lab in rows]
 
     def set_roots(self, roots: Sequence[tuple[Path, str]]) -> list[RootRow]:
@@ -233,21 +234,37 @@ class Index:
         wanted = {p for p, _ in roots}
         return [r for r in self.roots() if r.path in wanted]
 
-    def files(self, where: str = "", params: Sequence[object] = ()) -> list[FileRow]:
-        """Stored files, optionally filtered by an SQL condition on the files table."""
+    def files(self) -> list[FileRow]:
+        """Every stored file, by path."""
+        return self._file_rows("")
+
+    def readable_files(self) -> list[FileRow]:
+        """Files read and hashed without error (one path per file), by path."""
+        return self._file_rows("error IS NULL AND same_as IS NULL AND hash IS NOT NULL")
+
+    def unreadable_files(self) -> list[FileRow]:
+        """Files that could not be read (one path per file), by path."""
+        return self._file_rows("error IS NOT NULL AND same_as IS NULL")
+
+    def files_with_contents(self, hashes: Sequence[str]) -> list[FileRow]:
+        """Readable files (one path per file) holding any of these contents, by path."""
+        marks = ",".join("?" * len(hashes))
+        return self._file_rows(f"error IS NULL AND same_as IS NULL AND hash IN ({marks})", hashes)
+
+    def _file_rows(self, where: str, params: Sequence[object] = ()) -> list[FileRow]:
         sql = f"SELECT {_FILE_COLUMNS} FROM files" + (f" WHERE {where}" if where else "")
-        return [_file_row(r) for r in self.conn.execute(sql + " ORDER BY path", params)]
+        return [_file_row(r) for r in self._conn.execute(sql + " ORDER BY path", params)]
 
     def file(self, file_id: int) -> FileRow | None:
         """One stored file by id."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)
         ).fetchone()
         return _file_row(row) if row else None
 
     def file_by_path(self, path: str | os.PathLike[str]) -> FileRow | None:
         """One stored file by its path (absolute or as given)."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (os.path.abspath(path),)
         ).fetchone()
         return _file_row(row) if row else None
@@ -263,7 +280,7 @@ class Index:
         for start in range(0, len(hashes), 900):
             chunk = hashes[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for h, blob in self.conn.execute(
+            for h, blob in self._conn.execute(
                 f"SELECT hash, vector FROM embeddings WHERE hash IN ({marks})", chunk
             ):
                 out[position[h]] = np.frombuffer(blob, dtype=np.float32)
@@ -274,7 +291,7 @@ class Index:
 
     def embedded_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every content hash of a readable, current file with its embedding (one row each)."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT e.hash, e.vector FROM embeddings e WHERE e.hash IN "
             "(SELECT hash FROM files WHERE error IS NULL AND same_as IS NULL) ORDER BY e.hash"
         ).fetchall()
@@ -287,7 +304,7 @@ class Index:
 
     def verified(self) -> dict[tuple[str, str], float]:
         """Similarities after geometric verification, by sorted content-hash pair."""
-        rows = self.conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
+        rows = self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
         return {(a, b): float(s) for a, b, s in rows}
 
     def store_verified(self, scores: Iterable[tuple[str, str, float, int]]) -> None:
@@ -304,7 +321,7 @@ class Index:
         """Local-feature matches that verified a pair, by sorted content-hash pair (only
         pairs whose matches counted; none in an index made before they were kept)."""
         try:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 "SELECT hash_a, hash_b, inliers FROM verified WHERE inliers > 0"
             ).fetchall()
         except sqlite3.OperationalError:  # no such column: a read-only older index
@@ -315,7 +332,7 @@ class Index:
 
     def pairs(self, min_similarity: float = 0.0) -> list[tuple[int, int, float, bool]]:
         """Stored pairs (file id a, file id b, similarity, exact) at or above a cut-off."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT a, b, similarity, exact FROM pairs WHERE similarity >= ? "
             "ORDER BY similarity DESC, a, b",
             (min_similarity,),
@@ -354,11 +371,11 @@ class Index:
 
     def group_count(self) -> int:
         """Number of stored groups."""
-        return int(self.conn.execute("SELECT COUNT(*) FROM groups").fetchone()[0])
+        return int(self._conn.execute("SELECT COUNT(*) FROM groups").fetchone()[0])
 
     def not_duplicate_marks(self) -> set[tuple[str, str]]:
         """Content-hash pairs (sorted) the user marked as not duplicates."""
-        return {(a, b) for a, b in self.conn.execute("SELECT hash_a, hash_b FROM not_duplicates")}
+        return {(a, b) for a, b in self._conn.execute("SELECT hash_a, hash_b FROM not_duplicates")}
 
     def mark_not_duplicate(self, hash_a: str, hash_b: str) -> None:
         """Remember that two contents are not duplicates; later scans never pair them."""
@@ -382,7 +399,7 @@ class Index:
 
     def keep_marks(self) -> set[str]:
         """Content hashes the user chose as keepers; later scans keep them."""
-        return {h for (h,) in self.conn.execute("SELECT hash FROM keep_marks")}
+        return {h for (h,) in self._conn.execute("SELECT hash FROM keep_marks")}
 
     def set_keeper(self, group_id: int, file_id: int) -> None:
         """Make a member the keeper of its stored group, and remember the choice by content."""
@@ -410,7 +427,7 @@ class Index:
     def traits(self) -> dict[str, Traits]:
         """Stored keeper traits by content hash (none in an index made before them)."""
         try:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 "SELECT hash, pixels, colour, jpeg_quality, thumb FROM traits"
             ).fetchall()
         except sqlite3.OperationalError:  # no such table: a read-only open of an older index

@@ -68,7 +68,7 @@ def _images(store: Index, split: str) -> list[_Image]:
             _label(row.path, roots.get(row.root_id or -1)),
             row.hash or "",
         )
-        for row in store.files("error IS NULL AND same_as IS NULL AND hash IS NOT NULL")
+        for row in store.readable_files()
     ]
 
 
@@ -135,8 +135,7 @@ def find_leaks(
                 found = _images(store, name)
                 images.extend(found)
                 errors.extend(
-                    FileError(Path(r.shown), r.error or "")
-                    for r in store.files("error IS NOT NULL AND same_as IS NULL")
+                    FileError(Path(r.shown), r.error or "") for r in store.unreadable_files()
                 )
                 new = sorted({i.hash for i in found} - hash_vectors.keys())
                 hash_vectors.update(zip(new, store.vectors(new), strict=True))

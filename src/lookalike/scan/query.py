@@ -46,8 +46,7 @@ def find_lookalikes(
         files: dict[str, list[str]] = defaultdict(list)
         paths: dict[str, str] = {}
         wanted = [hashes[r] for r in rows.tolist()]
-        marks = ",".join("?" * len(wanted))
-        for row in store.files(f"error IS NULL AND same_as IS NULL AND hash IN ({marks})", wanted):
+        for row in store.files_with_contents(wanted):
             files[row.hash or ""].append(row.shown)
             paths.setdefault(row.hash or "", str(row.path))
     own = content_hash(image)

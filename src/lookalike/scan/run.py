@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -180,20 +178,13 @@ def scan_folder(
         root_rows = store.set_roots(root_list)
         by_path = {r.path: r.id for r in root_rows}
         root_ids = [by_path[p] for p, _ in root_list]
-        with store.transaction() as conn:
-            settings: dict[str, object] = {
-                "min_similarity": cut,
-                "review_min_similarity": review,
-                "keep": keep,
-                "reference": kept_folders,
-            }
-            scan_id = int(
-                conn.execute(
-                    "INSERT INTO scans (started, roots, settings) VALUES (?, ?, ?)",
-                    (time.time(), json.dumps([s for _, s in root_list]), json.dumps(settings)),
-                ).lastrowid
-                or 0
-            )
+        settings: dict[str, object] = {
+            "min_similarity": cut,
+            "review_min_similarity": review,
+            "keep": keep,
+            "reference": kept_folders,
+        }
+        scan_id = store.start_scan([s for _, s in root_list], settings)
         walked = walk_into(
             store,
             scan_id,
@@ -223,26 +214,25 @@ def scan_folder(
             keep_marks=store.keep_marks(),
         )
         seconds = time.perf_counter() - started
-        with store.transaction() as conn:
-            conn.execute("DELETE FROM files WHERE seen != ?", (scan_id,))
-            conn.execute(
-                "DELETE FROM embeddings WHERE hash NOT IN "
-                "(SELECT hash FROM files WHERE hash IS NOT NULL)"
-            )
-            conn.execute("DELETE FROM traits WHERE hash NOT IN (SELECT hash FROM embeddings)")
-            conn.execute(
-                "DELETE FROM verified WHERE hash_a NOT IN (SELECT hash FROM embeddings) "
-                "OR hash_b NOT IN (SELECT hash FROM embeddings)"
-            )
-            keep_ids = ",".join(str(i) for i in root_ids) or "-1"
-            conn.execute(f"DELETE FROM roots WHERE id NOT IN ({keep_ids})")
-            store.store_results(conn, pairs, ((g.keep, g.keep_by, g.members) for g in plans))
-            store.set_meta(conn, settings=settings)
-            stats = _stats(conn, scan_id, len(plans), seconds, embedded, walked.hashed, same_file)
-            conn.execute(
-                "UPDATE scans SET finished = ?, stats = ? WHERE id = ?",
-                (time.time(), json.dumps(stats.__dict__), scan_id),
-            )
+        stats = store.finish_scan(
+            scan_id,
+            root_ids,
+            pairs,
+            ((g.keep, g.keep_by, g.members) for g in plans),
+            settings,
+            lambda counts: ScanStats(
+                files=counts.files,
+                images=counts.images,
+                errors=counts.errors,
+                exact_duplicates=counts.images - counts.distinct,
+                groups=len(plans),
+                seconds=round(seconds, 3),
+                images_per_s=round(counts.images / seconds, 2) if seconds > 0 else 0.0,
+                embedded=embedded,
+                hashed=walked.hashed,
+                same_file=same_file,
+            ),
+        )
         progress(ScanProgress("group", len(plans), len(plans)))
         return read_result(store, stats=stats)
 
@@ -293,58 +283,30 @@ def _embed_new(
     error, so every round ends in progress, and a path-specific failure (the file went
     missing) lets another copy of the same bytes be tried in the next round.
     """
-    pending = (
-        "FROM files WHERE seen = ? AND hash IS NOT NULL AND error IS NULL AND same_as IS NULL "
-        "AND hash NOT IN (SELECT hash FROM embeddings)"
-    )
-    total = int(
-        store.conn.execute(f"SELECT COUNT(DISTINCT hash) {pending}", (scan_id,)).fetchone()[0]
-    )
+    total = store.unembedded_count(scan_id)
     embedded = done = 0
     progress(ScanProgress("embed", 0, total))
-    while todo := store.conn.execute(
-        f"SELECT hash, MIN(path) {pending} GROUP BY hash ORDER BY MIN(path) LIMIT ?",
-        (scan_id, EMBED_SLICE),
-    ).fetchall():
+    while todo := store.unembedded(scan_id, EMBED_SLICE):
         for batch in embedder([p for _, p in todo], model, batch_size=batch_size, workers=workers):
-            with store.transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)",
-                    [
-                        (todo[i][0], np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                        for i, v in zip(batch.indices.tolist(), batch.vectors, strict=True)
-                    ],
-                )
-                conn.executemany(
-                    "UPDATE files SET width = ?, height = ? WHERE hash = ?",
-                    [
-                        (w, h, todo[i][0])
-                        for i, (w, h) in zip(batch.indices.tolist(), batch.sizes, strict=True)
-                    ],
-                )
-                for i, error in batch.errors:
-                    if error.reason in _PATH_ERRORS:
-                        conn.execute(
-                            "UPDATE files SET error = ? WHERE path = ?",
-                            (_PATH_ERRORS[error.reason], todo[i][1]),
-                        )
-                    else:
-                        conn.execute(
-                            "UPDATE files SET error = ? WHERE hash = ? AND seen = ?",
-                            (error.reason, todo[i][0], scan_id),
-                        )
+            rows = batch.indices.tolist()
+            store.store_embeddings(
+                scan_id,
+                [
+                    (todo[i][0], np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                    for i, v in zip(rows, batch.vectors, strict=True)
+                ],
+                [(todo[i][0], w, h) for i, (w, h) in zip(rows, batch.sizes, strict=True)],
+                [
+                    (todo[i][1], _PATH_ERRORS[e.reason])
+                    for i, e in batch.errors
+                    if e.reason in _PATH_ERRORS
+                ],
+                [(todo[i][0], e.reason) for i, e in batch.errors if e.reason not in _PATH_ERRORS],
+            )
             embedded += len(batch.indices)
             done += len(batch.indices) + len(batch.errors)
             progress(ScanProgress("embed", done, max(total, done)))
-    with store.transaction() as conn:
-        # Copies of contents embedded before: same bytes, same size.
-        conn.execute(
-            "UPDATE files SET width = (SELECT f.width FROM files f WHERE f.hash = files.hash "
-            "AND f.width IS NOT NULL), height = (SELECT f.height FROM files f WHERE "
-            "f.hash = files.hash AND f.width IS NOT NULL) "
-            "WHERE seen = ? AND width IS NULL AND hash IS NOT NULL AND error IS NULL",
-            (scan_id,),
-        )
+    store.fill_copied_sizes(scan_id)
     return embedded
 
 
@@ -362,12 +324,8 @@ def _search(
     """
     files_by_hash: dict[str, list[int]] = defaultdict(list)
     path_of: dict[str, str] = {}
-    for fid, digest, path in store.conn.execute(
-        "SELECT id, hash, path FROM files WHERE seen = ? AND error IS NULL AND same_as IS NULL "
-        "AND hash IN (SELECT hash FROM embeddings) ORDER BY id",
-        (scan_id,),
-    ):
-        files_by_hash[digest].append(int(fid))
+    for fid, digest, path in store.embedded_files(scan_id):
+        files_by_hash[digest].append(fid)
         path_of.setdefault(digest, path)
     hashes = sorted(files_by_hash)
     pairs: list[tuple[int, int, float, bool]] = []
@@ -405,36 +363,3 @@ def _search(
             for b in files_by_hash[hashes[j]]:
                 pairs.append((min(a, b), max(a, b), float(score), False))
     return pairs
-
-
-def _stats(
-    conn: sqlite3.Connection,
-    scan_id: int,
-    groups: int,
-    seconds: float,
-    embedded: int,
-    hashed: int,
-    same_file: int,
-) -> ScanStats:
-    files = conn.execute("SELECT COUNT(*) FROM files WHERE seen = ?", (scan_id,)).fetchone()[0]
-    images, distinct = conn.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT hash) FROM files WHERE seen = ? AND error IS NULL "
-        "AND same_as IS NULL",
-        (scan_id,),
-    ).fetchone()
-    errors = conn.execute(
-        "SELECT COUNT(*) FROM files WHERE seen = ? AND error IS NOT NULL AND same_as IS NULL",
-        (scan_id,),
-    ).fetchone()[0]
-    return ScanStats(
-        files=int(files),
-        images=int(images),
-        errors=int(errors),
-        exact_duplicates=int(images) - int(distinct),
-        groups=groups,
-        seconds=round(seconds, 3),
-        images_per_s=round(images / seconds, 2) if seconds > 0 else 0.0,
-        embedded=embedded,
-        hashed=hashed,
-        same_file=same_file,
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,35 +26,24 @@ def candidates(
     `reference`: absolute reference folders (default: those of the last finished scan).
     """
     folders = reference_folders(store) if reference is None else reference
-    where = "error IS NULL AND same_as IS NULL AND hash IS NOT NULL"
-    params: tuple[object, ...] = ()
-    if scan_id is not None:
-        where += " AND seen = ?"
-        params = (scan_id,)
     roots = {r.id: r.path for r in store.roots()}
     traits = store.traits()
-    rows = store.conn.execute(
-        "SELECT id, shown, COALESCE(width, 0), COALESCE(height, 0), size, mtime_ns, "
-        f"walk_order, hash, is_link, path, root_id FROM files WHERE {where}",
-        params,
-    )
-    out = {}
-    for fid, shown, width, height, size, mtime_ns, order, digest, is_link, path, root in rows:
-        outside = bool(is_link) and leads_out_of(path, roots.get(root))
-        out[int(fid)] = Candidate(
-            int(fid),
-            shown,
-            width,
-            height,
-            size,
-            mtime_ns,
-            order,
-            digest,
-            outside,
-            traits.get(digest),
-            inside_any(path, folders),
+    return {
+        row.id: Candidate(
+            row.id,
+            row.shown,
+            row.width,
+            row.height,
+            row.size,
+            row.mtime_ns,
+            row.walk_order,
+            row.hash,
+            row.is_link and leads_out_of(row.path, roots.get(row.root_id or -1)),
+            traits.get(row.hash),
+            inside_any(row.path, folders),
         )
-    return out
+        for row in store.candidate_rows(scan_id)
+    }
 
 
 def read_result(
@@ -72,8 +60,8 @@ def read_result(
             if not settings:
                 raise ScanError(f"{store.path}: no finished scan in this index yet")
             cut = float(settings["min_similarity"])  # type: ignore[arg-type]
-            shown = dict(store.conn.execute("SELECT id, shown FROM files"))
-            hashes = dict(store.conn.execute("SELECT id, hash FROM files"))
+            shown = store.shown_paths()
+            hashes = store.content_hashes()
             marked = store.not_duplicate_marks()
             verified = store.verified_matches()
 
@@ -107,18 +95,9 @@ def read_result(
                 )
                 for g in store.groups()
             )
-            errors = tuple(
-                FileError(Path(s), e)
-                for s, e in store.conn.execute(
-                    "SELECT shown, error FROM files WHERE error IS NOT NULL AND same_as IS NULL "
-                    "ORDER BY shown"
-                )
-            )
+            errors = tuple(FileError(Path(s), e) for s, e in store.unreadable())
             if stats is None:
-                row = store.conn.execute(
-                    "SELECT stats FROM scans WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
-                ).fetchone()
-                stats = ScanStats(**json.loads(row[0]))
+                stats = ScanStats(**(store.last_stats() or {}))  # type: ignore[arg-type]
             return ScanResult(
                 pairs=tuple(pairs),
                 groups=groups,

@@ -17,6 +17,7 @@ from pathlib import Path
 import xxhash
 
 from lookalike.index import Index
+from lookalike.index.scans import Read, Walked
 from lookalike.io import iter_image_files
 
 BATCH = 512
@@ -204,16 +205,8 @@ def _store_batch(
     threads: int,
 ) -> None:
     stats = [_stat(f.path) for f in batch]  # microseconds each: a thread costs more
-    marks = ",".join("?" * len(batch))
-    known = {
-        row[0]: row[1:]
-        for row in index.conn.execute(
-            f"SELECT path, size, mtime_ns, dev, inode, hash, error FROM files "
-            f"WHERE path IN ({marks})",
-            [f.path for f in batch],
-        )
-    }
-    unchanged: list[tuple[object, ...]] = []
+    known = index.known_files([f.path for f in batch])
+    unchanged: list[Walked] = []
     to_hash: list[int] = []
     for k, (item, st) in enumerate(zip(batch, stats, strict=True)):
         old = known.get(item.path)
@@ -252,7 +245,7 @@ def _store_batch(
         if result[0] is not None:
             inode_hashes[(st.dev, st.inode, st.size, st.mtime_ns)] = result[0]
     counts.hashed += len(need)
-    changed: list[tuple[object, ...]] = []
+    changed: list[Read] = []
     for k, (item, st) in enumerate(zip(batch, stats, strict=True)):
         digest: str | None
         error: str | None
@@ -278,24 +271,7 @@ def _store_batch(
                 counts.files + k,
             )
         )
-    with index.transaction() as conn:
-        conn.executemany(
-            "UPDATE files SET seen = ?, shown = ?, root_id = ?, walk_order = ?, is_link = ? "
-            "WHERE path = ?",
-            unchanged,
-        )
-        # A changed file keeps its row (and id); its size and contents are read afresh.
-        conn.executemany(
-            "INSERT INTO files (path, shown, root_id, size, mtime_ns, dev, inode, is_link, hash,"
-            " error, seen, walk_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(path) DO UPDATE SET shown = excluded.shown, root_id = excluded.root_id,"
-            " size = excluded.size, mtime_ns = excluded.mtime_ns, dev = excluded.dev,"
-            " inode = excluded.inode, is_link = excluded.is_link, error = excluded.error,"
-            " width = CASE WHEN files.hash IS excluded.hash THEN files.width END,"
-            " height = CASE WHEN files.hash IS excluded.hash THEN files.height END,"
-            " hash = excluded.hash, seen = excluded.seen, walk_order = excluded.walk_order",
-            changed,
-        )
+    index.record_walk(unchanged, changed)
     counts.files += len(batch)
 
 
@@ -306,12 +282,7 @@ def link_same_files(index: Index, scan_id: int) -> int:
     the others point at it (`same_as`) and take part in no pair or group. Returns how
     many paths were marked.
     """
-    rows = index.conn.execute(
-        "SELECT id, dev, inode FROM files WHERE seen = ? AND dev >= 0 AND (dev, inode) IN "
-        "(SELECT dev, inode FROM files WHERE seen = ? AND dev >= 0 "
-        " GROUP BY dev, inode HAVING COUNT(*) > 1) ORDER BY dev, inode, is_link, walk_order",
-        (scan_id, scan_id),
-    ).fetchall()
+    rows = index.shared_inodes(scan_id)
     updates: list[tuple[int | None, int]] = []
     first: dict[tuple[int, int], int] = {}
     for fid, dev, inode in rows:
@@ -321,7 +292,5 @@ def link_same_files(index: Index, scan_id: int) -> int:
         else:
             first[key] = int(fid)
             updates.append((None, int(fid)))
-    with index.transaction() as conn:
-        conn.execute("UPDATE files SET same_as = NULL WHERE seen = ?", (scan_id,))
-        conn.executemany("UPDATE files SET same_as = ? WHERE id = ?", updates)
+    index.set_same_files(scan_id, updates)
     return sum(1 for target, _ in updates if target is not None)
