@@ -225,7 +225,7 @@ def test_sharded_search_equals_brute_force_locally(tmp_path: Path) -> None:
     assert len(shards) == 4
     offsets = shard_offsets(shards)
     assert offsets.tolist() == [0, 400, 800, 1200, 1500]  # error rows are not numbered
-    found = find_pairs_sharded(shards, 0.8, engine="local")
+    found = find_pairs_sharded(shards, 0.9, engine="local")  # cosine 0.8
     truth = _brute_force(x, 0.8)
     assert len(truth) > 300 and found.exact_search
     assert set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == truth
@@ -241,7 +241,7 @@ def test_sharded_inverted_file_finds_the_planted_pairs(tmp_path: Path) -> None:
 
     x = _planted(6000, 24, seed=4)
     shards = _write_shards(x, tmp_path, rows=3000)
-    found = find_pairs_sharded(shards, 0.8, engine="local", exact_limit=1000, nprobe=8)
+    found = find_pairs_sharded(shards, 0.9, engine="local", exact_limit=1000, nprobe=8)
     truth = _brute_force(x, 0.8)
     got = set(zip(found.i.tolist(), found.j.tolist(), strict=True))
     assert not found.exact_search
@@ -387,7 +387,7 @@ def test_sharded_search_on_ray_equals_brute_force(ray_instance: object, tmp_path
     shards = _write_shards(x, tmp_path, rows=300, error_every=50)
     seen: list[tuple[int, int]] = []
     found = find_pairs_sharded(
-        shards, 0.75, engine="ray", on_progress=lambda d, t: seen.append((d, t))
+        shards, 0.875, engine="ray", on_progress=lambda d, t: seen.append((d, t))
     )
     assert set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == _brute_force(x, 0.75)
     assert seen[-1] == (4, 4)

@@ -350,7 +350,8 @@ def test_cli_plain_output_names_the_files(
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("similarity ")
-    assert all(Path(line).is_file() for line in lines[1:]) and len(lines) == 4
+    assert lines[1].startswith("CNN alone")  # what decided it
+    assert all(Path(line).is_file() for line in lines[2:]) and len(lines) == 5
 
 
 def test_cli_exit_codes(tiny_checkpoint: Path, synthetic_folder, tmp_path: Path) -> None:

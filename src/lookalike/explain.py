@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from lookalike.io import load_image
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
+from lookalike.score import needs_verification, similarity_from_cosine
 from lookalike.verify import fuse_similarity, pair_evidence
 
 MATCH_LINES = 60
@@ -52,9 +53,8 @@ _HOOKS_LOCK = threading.Lock()
 
 
 def similarity_target(embeddings: torch.Tensor) -> torch.Tensor:
-    """The pair's similarity, (1 + cosine) / 2, as `Model.similarity` defines it."""
-    cosine = F.cosine_similarity(embeddings[0:1], embeddings[1:2]).squeeze(0)
-    return (1.0 + cosine) / 2.0
+    """The pair's similarity, as `Model.similarity` defines it (lookalike.score)."""
+    return similarity_from_cosine(F.cosine_similarity(embeddings[0:1], embeddings[1:2]).squeeze(0))
 
 
 @contextmanager
@@ -210,7 +210,7 @@ def explain_pair(
     embeddings = model.embed_arrays(prepared)
     score = float(model.similarity(embeddings[0], embeddings[1])[0])
     evidence = None
-    if model.verify is not None and model.verify.is_candidate(score):
+    if model.verify is not None and needs_verification(score, model.verify):
         # The same matching as Model.refine, on the same decodes, keeping what it found.
         side = model.verify.side
         seen = [

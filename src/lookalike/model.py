@@ -21,6 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from lookalike.io import load_image
 from lookalike.records import Comparison
 from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
+from lookalike.score import needs_verification, similarity_from_cosine
 from lookalike.verify import (
     Keypoints,
     VerifyConfig,
@@ -143,15 +144,6 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(self.pool(self.features(x))), dim=1)
-
-
-def similarity_from_cosine(cosine: np.ndarray | float) -> np.ndarray | float:
-    """Map cosine in [-1, 1] to lookalike's similarity in [0, 1] (higher = more alike)."""
-    return (
-        np.clip((1.0 + np.asarray(cosine)) / 2.0, 0.0, 1.0)
-        if isinstance(cosine, np.ndarray)
-        else min(1.0, max(0.0, (1.0 + float(cosine)) / 2.0))
-    )
 
 
 def _trim_box(arr: np.ndarray, tolerance: int) -> tuple[int, int, int, int]:
@@ -454,7 +446,7 @@ class Model:
         cut = self.min_similarity if min_similarity is None else min_similarity
         emb = self.embed([a, b])
         score = float(self.similarity(emb[0], emb[1])[0])
-        if self.verify is not None and self.verify.is_candidate(score):
+        if self.verify is not None and needs_verification(score, self.verify):
             paths = [a, b]
             side = self.verify.side
             score = float(

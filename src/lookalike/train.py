@@ -33,6 +33,7 @@ from lookalike.model import (
     to_tensor,
 )
 from lookalike.records import EpochLog
+from lookalike.score import similarity_from_cosine
 from lookalike.verify import VerifyConfig
 
 
@@ -423,7 +424,7 @@ def validation_scores(model: Model, val: _ValSet) -> tuple[np.ndarray, np.ndarra
     different = groups[:, None] != groups[None, :]
     upper = np.triu(np.ones_like(different), k=1).astype(bool)
     neg = sims[different & upper]
-    return (1 + pos) / 2, (1 + neg) / 2
+    return similarity_from_cosine(pos), similarity_from_cosine(neg)
 
 
 @dataclass(frozen=True)

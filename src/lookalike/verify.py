@@ -65,10 +65,6 @@ class VerifyConfig:
     this many nearest neighbours become candidates too. Copies of a picture that has many
     copies crowd its own neighbour list; their neighbours are where the others are."""
 
-    def is_candidate(self, similarity: float) -> bool:
-        """Worth verifying: ambiguous, neither clearly different nor already confident."""
-        return self.candidate_min_similarity <= similarity < self.confident_similarity
-
 
 @dataclass(frozen=True)
 class Keypoints:

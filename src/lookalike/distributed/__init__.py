@@ -6,7 +6,7 @@ imports it, and this package imports it only when a job runs.
 >>> from lookalike.distributed import RayEmbedder, find_pairs_sharded, shard_files
 >>> with RayEmbedder("photos.shards") as embedder:
 ...     scan_folder("photos", index="photos.lookalike", embedder=embedder)
->>> pairs = find_pairs_sharded(shard_files("photos.shards"), min_cosine=0.8)
+>>> pairs = find_pairs_sharded(shard_files("photos.shards"), min_similarity=0.9)
 """
 
 from lookalike.distributed.pipeline import (

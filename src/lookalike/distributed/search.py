@@ -26,6 +26,7 @@ from lookalike.distributed.pipeline import DistributedError, require_ray
 from lookalike.distributed.shards import ShardError, iter_vectors, vector_rows
 from lookalike.index import EXACT_LIMIT, Neighbours, build_search
 from lookalike.index.search import DEFAULT_NPROBE
+from lookalike.score import cosine_from_similarity
 
 RETRIES = 3
 """Times a search task is run again after its worker died."""
@@ -121,7 +122,7 @@ def search_shard(
 
 def find_pairs_sharded(
     shards: Sequence[str | os.PathLike[str]],
-    min_cosine: float,
+    min_similarity: float,
     *,
     engine: str = "ray",
     exact_limit: int = EXACT_LIMIT,
@@ -129,14 +130,14 @@ def find_pairs_sharded(
     query_rows: int = 4096,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Neighbours:
-    """Every pair of global rows whose cosine is at least `min_cosine`, over Parquet shards.
+    """Every pair of global rows whose similarity is at least `min_similarity`, over Parquet
+    shards (the pairs carry their cosine; `lookalike.score` converts).
 
     `engine="ray"` runs one task per shard on the Ray cluster this process is connected
     to (the shards must be readable by every worker); `"local"` runs them one after the
     other here. Exact when every shard has at most `exact_limit` vectors (then equal to a
     brute-force search); shards above it use an inverted file, like a local scan.
-    Similarity = (1 + cosine) / 2: pass `2 * min_similarity - 1`. `on_progress(done,
-    total)` follows the shards.
+    `on_progress(done, total)` follows the shards.
     """
     if engine not in ("ray", "local"):
         raise ValueError(f"engine must be 'ray' or 'local', not {engine!r}")
@@ -144,7 +145,7 @@ def find_pairs_sharded(
     offsets = shard_offsets(names)
     total = len(names)
     exact = bool(np.all(np.diff(offsets) <= exact_limit))
-    args = (min_cosine, exact_limit, nprobe, query_rows)
+    args = (cosine_from_similarity(min_similarity), exact_limit, nprobe, query_rows)
     parts: list[_Found] = []
     if engine == "local":
         for j in range(total):

@@ -17,6 +17,7 @@ from lookalike.candidates import Pairs, candidate_scores
 from lookalike.index import build_search, find_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
+from lookalike.score import cosine_from_similarity
 
 __all__ = ["Pairs", "file_loader", "pair_scores"]
 
@@ -63,7 +64,7 @@ def pair_scores(
     search = build_search(vectors)
     found = find_pairs(
         vectors,
-        2.0 * min_similarity - 1.0,
+        cosine_from_similarity(min_similarity),
         search=search,
         on_progress=lambda done, _n: report("search", done, n),
     )

@@ -14,6 +14,7 @@ from lookalike.records import Pair
 from lookalike.scan.pairs import file_loader
 from lookalike.scan.run import resolve_thresholds
 from lookalike.scan.walk import content_hash
+from lookalike.score import needs_verification
 
 
 def find_lookalikes(
@@ -54,9 +55,7 @@ def find_lookalikes(
     if model.verify is not None and len(scores):
         # Score the ambiguous ones as a scan does: after geometric verification.
         load = file_loader([str(image)] + [paths[h] for h in wanted], model.verify.side)
-        ambiguous = [
-            n for n, s in enumerate(scores.tolist()) if model.verify.is_candidate(s) and s < 1.0
-        ]
+        ambiguous = np.flatnonzero(needs_verification(scores, model.verify)).tolist()
         pairs = np.array([[0, n + 1] for n in ambiguous], dtype=np.int64).reshape(-1, 2)
         scores[ambiguous] = model.refine(load, pairs, scores[ambiguous])
     order = sorted(range(len(wanted)), key=lambda n: (-scores[n], wanted[n]))
