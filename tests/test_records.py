@@ -41,3 +41,32 @@ def test_group_duplicates_are_the_members_but_the_keeper() -> None:
         (Member(keep, 1.0), Member(Path("small.jpg"), 0.96), Member(Path("crop.jpg"), 0.93)),
     )
     assert group.duplicates == (Path("small.jpg"), Path("crop.jpg"))
+
+
+def test_every_typed_error_is_a_lookalike_error_with_an_exit_code() -> None:
+    """One base for the library's errors: the CLI needs one translator, callers one except."""
+    from lookalike import CheckpointError, LookalikeError, UnreadableImage
+    from lookalike.evaluate import BenchmarkError, PeerUnavailable, PlotsUnavailable
+    from lookalike.index import IndexSchemaError, ModelMismatch
+    from lookalike.scan import ScanError
+    from lookalike.web.pictures import Refused
+    from lookalike.web.review import ReviewError
+
+    for error in (
+        CheckpointError,
+        BenchmarkError,
+        PeerUnavailable,
+        PlotsUnavailable,
+        IndexSchemaError,
+        ModelMismatch,
+        ScanError,
+        Refused,
+        ReviewError,
+    ):
+        assert issubclass(error, LookalikeError) and error.exit_code == 2, error
+    unreadable = UnreadableImage("x.jpg", "file not found")
+    assert isinstance(unreadable, LookalikeError) and unreadable.exit_code == 1
+    assert (unreadable.kind, UnreadableImage("x.jpg", "truncated image").kind) == (
+        "missing",
+        "content",
+    )

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lookalike.augment import FAMILIES, apply_edit
+from lookalike.errors import LookalikeError
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import CheckpointError, Model, load_model
 from lookalike.records import Comparison, Group, Pair, ScanResult
@@ -64,6 +65,7 @@ __all__ = [
     "CheckpointError",
     "Comparison",
     "Group",
+    "LookalikeError",
     "Model",
     "Pair",
     "ScanResult",

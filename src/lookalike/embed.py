@@ -29,6 +29,8 @@ class Prepared:
     width: int = 0
     height: int = 0
     error: str | None = None
+    kind: str = "content"
+    """What an error belongs to (io.UnreadableImage.kind)."""
     vector: np.ndarray | None = None
     """Set instead of `pixels` when the worker ran the network itself."""
 
@@ -50,7 +52,7 @@ def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
         pixels = prepare_image(decoded.image, preprocess)
         return Prepared(index, pixels, decoded.width, decoded.height)
     except UnreadableImage as exc:
-        return Prepared(index, None, error=exc.reason)
+        return Prepared(index, None, error=exc.reason, kind=exc.kind)
     except Exception as exc:  # a decoder bug must not stop a scan of a million files
         return Prepared(index, None, error=f"unexpected decoder failure ({type(exc).__name__})")
 
@@ -176,7 +178,7 @@ def embed_paths(
     for prepared in _prepared_stream(paths, model.preprocess, workers, batch_size, exported):
         good = [p for p in prepared if p.error is None]
         errors = [
-            (p.index, FileError(Path(paths[p.index]), p.error or "unreadable"))
+            (p.index, FileError(Path(paths[p.index]), p.error or "unreadable", p.kind))
             for p in prepared
             if p.error is not None
         ]

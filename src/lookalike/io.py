@@ -15,6 +15,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from lookalike.errors import LookalikeError
+
 # HEIC / HEIF (phones) through libheif; AVIF is read by Pillow itself.
 pillow_heif.register_heif_opener()
 
@@ -61,12 +63,32 @@ that is ignored, so 100-megapixel photos load.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class UnreadableImage(Exception):
-    """A file that cannot be opened as an image; `reason` says why in plain words."""
+PATH_REASONS = {
+    "file not found": "missing",
+    "broken symbolic link": "path",
+    "symbolic link loop": "path",
+    "permission denied": "path",
+    "is a folder, not a file": "path",
+}
+"""Reasons that belong to one path, not to the bytes (another copy may read fine), and
+their kind: "missing" (gone since it was found) or "path"."""
+
+
+def error_kind(reason: str) -> str:
+    """The kind of an unreadable file's reason: "missing", "path" or "content"."""
+    return PATH_REASONS.get(reason, "content")
+
+
+class UnreadableImage(LookalikeError):
+    """A file that cannot be opened as an image; `reason` says why in plain words, `kind`
+    whether the path ("missing", "path") or the contents ("content") are at fault."""
+
+    exit_code = 1
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
+        self.kind = error_kind(reason)
         super().__init__(f"{self.path}: {reason}")
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from lookalike.errors import LookalikeError
 from lookalike.io import load_image
 from lookalike.records import Comparison
 from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
@@ -37,7 +38,7 @@ CHECKPOINT_FORMAT = 1
 DEFAULT_CHECKPOINT = Path(__file__).parent / "models" / "default.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(LookalikeError):
     """A checkpoint that is missing, corrupt or of an unknown format."""
 
 

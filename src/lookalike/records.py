@@ -102,6 +102,8 @@ class FileError:
 
     path: Path
     reason: str
+    kind: str = "content"
+    """Whether the path ("missing", "path") or the contents ("content") are at fault."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from lookalike import __version__
+from lookalike.errors import LookalikeError
 from lookalike.io import describe_fault
 
 EXIT_OK = 0
@@ -205,15 +206,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn lookalike's typed errors into one line on stderr and an exit code."""
+    """Turn any of lookalike's errors (`LookalikeError`) into one line on stderr and its
+    exit code; a file that exists where a new one was to be written too (exit 2)."""
     from lookalike.io import UnreadableImage
-    from lookalike.model import CheckpointError
 
     try:
         yield
     except UnreadableImage as exc:
-        raise fail(f"cannot read {exc.path}: {exc.reason}", EXIT_UNREADABLE) from None
-    except CheckpointError as exc:
+        raise fail(f"cannot read {exc.path}: {exc.reason}", exc.exit_code) from None
+    except LookalikeError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    except FileExistsError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
 
 

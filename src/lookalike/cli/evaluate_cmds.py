@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +51,6 @@ METRIC_KEYS = (
     "sibling_fp",
 )
 """Fixed keys of every system in `evaluate --json` (the metrics' `extra` follow them)."""
-
-
-@contextmanager
-def _measure_errors() -> Iterator[None]:
-    """The evaluation's typed errors -> one line and exit code 2 (others via user_errors)."""
-    from lookalike.evaluate import BenchmarkError, PeerUnavailable, PlotsUnavailable
-
-    try:
-        with user_errors():
-            yield
-    except (BenchmarkError, PeerUnavailable, PlotsUnavailable, FileExistsError) as exc:
-        raise fail(str(exc)) from None
 
 
 def _progress(json_output: bool) -> Progress:
@@ -138,7 +125,7 @@ def make_benchmark_command(
     existing(photo_dir, "photo folder")
     chosen = _split(families) or list(FAMILIES)
     progress = _progress(json_output)
-    with _measure_errors(), progress:
+    with user_errors(), progress:
         names = read_photo_list(photos_list) if photos_list else None
         task = progress.add_task("building", total=None)
         truth = make_benchmark(
@@ -368,7 +355,7 @@ def evaluate_command(
     if unknown:
         raise fail(f"unknown peer {unknown[0]!r}; expected some of {', '.join(PEERS)}")
     progress = _progress(json_output)
-    with _measure_errors():
+    with user_errors():
         for name in names:
             get_peer(name)
         if plots is not None:
@@ -444,7 +431,7 @@ def calibrate_command(
 
     if precision not in (0.99, 0.999):
         raise fail("--precision must be 0.99 or 0.999")
-    with _measure_errors():
+    with user_errors():
         loaded = load_model_option(checkpoint)
         loaded = replace(loaded, verify=(loaded.verify or VerifyConfig()) if verify else None)
         calibrated, result = calibrate_model(

@@ -23,7 +23,6 @@ from lookalike.cli._app import (
     EXIT_FOUND,
     EXIT_MACHINE,
     EXIT_OK,
-    EXIT_USAGE,
     SETTINGS,
     app,
     fail,
@@ -38,19 +37,6 @@ from lookalike.records import ScanProgress
 
 MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
-
-
-@contextmanager
-def _scan_errors() -> Iterator[None]:
-    """Scan, index and manifest errors -> one line and exit code 2."""
-    from lookalike.index import IndexSchemaError, ModelMismatch
-    from lookalike.scan import ScanError
-
-    try:
-        with user_errors():
-            yield
-    except (ScanError, IndexSchemaError, ModelMismatch) as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
 
 
 class _Rate(ProgressColumn):
@@ -176,7 +162,7 @@ def scan(
         listed = Path(files_from)
     progress, on_progress = _progress_bar(json_output)
     shards = shards_dir or index.with_name(index.name + ".shards")
-    with _scan_errors(), progress, _embedder(engine, address, shards) as embedder:
+    with user_errors(), progress, _embedder(engine, address, shards) as embedder:
         loaded = load_model_option(model)
         result = scan_folder(
             folders or [],
@@ -208,14 +194,11 @@ def _embedder(engine: str, address: str | None, shards: Path) -> Iterator[Any]:
         yield None
         return
     try:
-        from lookalike.distributed import DistributedError, RayEmbedder, ShardError
+        from lookalike.distributed import RayEmbedder
     except ImportError:
         raise fail("--engine ray needs Ray Data: pip install 'lookalike[ray]'") from None
-    try:
-        with RayEmbedder(shards, address=address) as embedder:
-            yield embedder
-    except (DistributedError, ShardError) as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+    with RayEmbedder(shards, address=address) as embedder:
+        yield embedder
 
 
 def _write_outputs(
@@ -281,7 +264,7 @@ def query(
     """List the indexed images most like IMAGE, best first."""
     from lookalike.scan import find_lookalikes
 
-    with _scan_errors():
+    with user_errors():
         loaded = load_model_option(model)
         found = find_lookalikes(image, index, model=loaded, k=k)
     if json_output:
@@ -320,7 +303,7 @@ def quarantine_command(
     """Move every group's non-keepers into a folder (undo with `lookalike restore`)."""
     from lookalike.scan import quarantine
 
-    with _scan_errors():
+    with user_errors():
         outcome = quarantine(index, to, dry_run=dry_run, delete=delete)
     _print_moves(outcome, json_output, "would move" if dry_run else "moved")
     if outcome.manifest and not json_output:
@@ -342,7 +325,7 @@ def restore(
     """Put every quarantined file back where it was, checking its SHA-256."""
     from lookalike.scan import restore as restore_files
 
-    with _scan_errors():
+    with user_errors():
         outcome = restore_files(manifest)
     _print_moves(outcome, json_output, "restored")
     if outcome.stopped:
@@ -398,7 +381,7 @@ def leaks(
     from lookalike.scan import find_leaks
 
     progress, on_progress = _progress_bar(json_output)
-    with _scan_errors(), progress:
+    with user_errors(), progress:
         loaded = load_model_option(model)
         report = find_leaks(
             splits,
@@ -444,7 +427,7 @@ def demo(
     from lookalike.scan import scan_folder, write_demo_folder
 
     progress, on_progress = _progress_bar(False)
-    with _scan_errors(), progress:
+    with user_errors(), progress:
         loaded = load_model_option(model)
         photos = write_demo_folder(folder)
         result = scan_folder(

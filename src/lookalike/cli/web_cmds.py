@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lookalike.cli._app import SETTINGS, app, existing, fail, stderr, stdout
+from lookalike.errors import LookalikeError
 
 
 @app.command()
@@ -34,7 +35,6 @@ def serve(
     mark files as not duplicates, and quarantine (and restore) duplicates.
     """
     try:
-        from lookalike.web import ReviewError
         from lookalike.web import serve as serve_page
         from lookalike.web.server import is_loopback
     except ImportError as exc:
@@ -65,8 +65,8 @@ def serve(
             quarantine_to=quarantine_to,
             cache_dir=cache_dir,
         )
-    except ReviewError as exc:
-        raise fail(str(exc)) from None
+    except LookalikeError as exc:
+        raise fail(str(exc), exc.exit_code) from None
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:

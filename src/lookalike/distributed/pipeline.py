@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from lookalike.distributed.shards import shard_files, shard_table, write_manifest
 from lookalike.embed import EmbeddedBatch, Prepared, prepare_file
+from lookalike.errors import LookalikeError
+from lookalike.io import error_kind
 from lookalike.model import Model, Preprocess
 from lookalike.records import FileError
 
@@ -38,7 +40,7 @@ SHARD_ROWS = 100_000
 """Rows written per Parquet shard at least (when a job has that many): ~80 MB at 128-d."""
 
 
-class DistributedError(Exception):
+class DistributedError(LookalikeError):
     """Ray is missing, a cluster cannot be reached, or a distributed job failed."""
 
 
@@ -316,7 +318,7 @@ def read_batches(folder: str | os.PathLike[str], batch_size: int = 64) -> Iterat
                 if ok
             ],
             errors=[
-                (int(i), FileError(Path(p), str(e)))
+                (int(i), FileError(Path(p), str(e), error_kind(str(e))))
                 for i, p, e in zip(index, paths, errors, strict=True)
                 if e is not None
             ],

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.errors import LookalikeError
 from lookalike.model import Model, fingerprint
 
 FORMAT = "lookalike-embeddings"
@@ -32,7 +33,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-class ShardError(Exception):
+class ShardError(LookalikeError):
     """A shard folder or file that is missing, not lookalike's, or made by another model."""
 
 

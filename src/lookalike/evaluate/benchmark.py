@@ -17,6 +17,7 @@ import xxhash
 from PIL import Image
 
 from lookalike.augment import FAMILIES, apply_edit, composite
+from lookalike.errors import LookalikeError
 from lookalike.io import UnreadableImage, iter_image_files, load_image
 from lookalike.records import FileError, Source, Truth
 
@@ -36,7 +37,7 @@ JPEG_QUALITY = 95
 compression dominates and neither names nor formats tell an edit from an original."""
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(LookalikeError):
     """A benchmark set that cannot be built or read; the message says what to change."""
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lookalike.errors import LookalikeError
 from lookalike.io import UnreadableImage, load_image
 from lookalike.records import FileError
 
 
-class PeerUnavailable(Exception):
+class PeerUnavailable(LookalikeError):
     """A peer system whose library is not installed."""
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.errors import LookalikeError
 from lookalike.records import Evaluation
 
 
-class PlotsUnavailable(Exception):
+class PlotsUnavailable(LookalikeError):
     """Plotting needs matplotlib, which is not installed."""
 
 

@@ -6,6 +6,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from lookalike.errors import LookalikeError
+
 SCHEMA_VERSION = 1
 """Version of the table layout written by this lookalike."""
 
@@ -95,11 +97,11 @@ CREATE TABLE scans (
 """
 
 
-class IndexSchemaError(Exception):
+class IndexSchemaError(LookalikeError):
     """A file that is not a lookalike index, or one of a schema this version cannot read."""
 
 
-class ModelMismatch(Exception):
+class ModelMismatch(LookalikeError):
     """An index whose embeddings were made by another model than the one in use."""
 
 

@@ -32,15 +32,8 @@ from lookalike.scan.walk import (
 REVIEW_MARGIN = 0.03
 """Default review cut-off: this much below min_similarity."""
 
-_PATH_ERRORS = {
-    "file not found": "file vanished during the scan",  # the walk had found it
-    "broken symbolic link": "broken symbolic link",
-    "symbolic link loop": "symbolic link loop",
-    "permission denied": "permission denied",
-    "is a folder, not a file": "is a folder, not a file",
-}
-"""Decode errors that belong to one path, not to the contents (other copies may be fine),
-and the reason stored for each."""
+VANISHED = "file vanished during the scan"
+"""Stored for a file the walk found but that was gone when it was decoded."""
 
 
 Embedder = Callable[..., Iterable[EmbeddedBatch]]
@@ -296,12 +289,14 @@ def _embed_new(
                     for i, v in zip(rows, batch.vectors, strict=True)
                 ],
                 [(todo[i][0], w, h) for i, (w, h) in zip(rows, batch.sizes, strict=True)],
+                # A path's own fault (gone, a broken link...) is stored on that path alone:
+                # another copy of the same bytes may read fine.
                 [
-                    (todo[i][1], _PATH_ERRORS[e.reason])
+                    (todo[i][1], VANISHED if e.kind == "missing" else e.reason)
                     for i, e in batch.errors
-                    if e.reason in _PATH_ERRORS
+                    if e.kind != "content"
                 ],
-                [(todo[i][0], e.reason) for i, e in batch.errors if e.reason not in _PATH_ERRORS],
+                [(todo[i][0], e.reason) for i, e in batch.errors if e.kind == "content"],
             )
             embedded += len(batch.indices)
             done += len(batch.indices) + len(batch.errors)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import xxhash
 
+from lookalike.errors import LookalikeError
 from lookalike.index import Index
 from lookalike.index.scans import Read, Walked
 from lookalike.io import iter_image_files
@@ -26,7 +27,7 @@ BATCH = 512
 _CHUNK = 1 << 20
 
 
-class ScanError(Exception):
+class ScanError(LookalikeError):
     """A scan that cannot start: a missing folder, bad options, an index in use."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookalike.errors import LookalikeError
 from lookalike.io import UnreadableImage, load_image
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ PREVIEW_SIDE = 1280
 _HEX = re.compile(r"[0-9a-f]{8,128}")
 
 
-class Refused(Exception):
+class Refused(LookalikeError):
     """A picture the page will not make; `status` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int) -> None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from lookalike.errors import LookalikeError
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
 from lookalike.records import FileError, Move, Quarantine, decided_by
 from lookalike.scan import (
@@ -59,7 +60,7 @@ PREVIEW_SECONDS = 15 * 60
 T = TypeVar("T")
 
 
-class ReviewError(Exception):
+class ReviewError(LookalikeError):
     """A request the review cannot carry out; `status` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 409) -> None:
