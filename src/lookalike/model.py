@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lookalike.errors import LookalikeError
 from lookalike.io import load_image
-from lookalike.records import Comparison
+from lookalike.records import Comparison, ModelStamp
 from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
 from lookalike.score import needs_verification, similarity_from_cosine
 from lookalike.verify import (
@@ -459,6 +459,16 @@ class Model:
                 )[0]
             )
         return Comparison(Path(a), Path(b), score, score >= cut, cut, self.model_id)
+
+    def stamp(self) -> ModelStamp:
+        """What an index records of this model (lookalike.index)."""
+        return ModelStamp(
+            self.model_id,
+            fingerprint(self),
+            rule_fingerprint(self) if self.verify is not None else None,
+            asdict(self.preprocess),
+            self.encoder.config.embed_dim,
+        )
 
     def without_verification(self) -> Model:
         """The CNN alone, deciding at its own calibrated cut-off.

@@ -21,6 +21,19 @@ def decided_by(exact: bool, matches: int | None) -> str:
 
 
 @dataclass(frozen=True)
+class ModelStamp:
+    """What an index records of the model whose embeddings it holds."""
+
+    model_id: str
+    fingerprint: str
+    """Digest of weights and preprocessing: embeddings of equal fingerprints mix."""
+    rule_fingerprint: str | None
+    """Digest of the verification settings (None: the model does not verify)."""
+    preprocess: dict[str, object]
+    embed_dim: int
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The verdict on one pair of images."""
 

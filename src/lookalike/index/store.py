@@ -12,8 +12,9 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -26,8 +27,13 @@ from lookalike.index.schema import (
     connect,
     create_schema,
 )
-from lookalike.model import Model, fingerprint, rule_fingerprint
-from lookalike.records import Traits
+from lookalike.records import ModelStamp, Traits
+
+
+class Stamped(Protocol):
+    """A model as an index sees it: anything that can say what made its embeddings."""
+
+    def stamp(self) -> ModelStamp: ...
 
 
 @dataclass(frozen=True)
@@ -167,41 +173,42 @@ class Index(ScanTables):
         raw = self.meta().get("settings")
         return json.loads(raw) if raw else {}
 
-    def check_model(self, model: Model) -> None:
+    def check_model(self, model: Stamped) -> None:
         """Raise ModelMismatch unless the stored embeddings were made by `model`."""
         stored = self.model_fingerprint
-        if stored is not None and stored != fingerprint(model):
+        stamp = model.stamp()
+        if stored is not None and stored != stamp.fingerprint:
             raise ModelMismatch(
                 f"{self.path} holds embeddings of model {self.model_id} (fingerprint {stored}), "
-                f"not of {model.model_id} ({fingerprint(model)}); rescan it with this model "
+                f"not of {stamp.model_id} ({stamp.fingerprint}); rescan it with this model "
                 "or pass the model it was made with"
             )
 
-    def adopt_model(self, model: Model) -> bool:
+    def adopt_model(self, model: Stamped) -> bool:
         """Make `model` the index's model; if another made the embeddings, drop them all.
 
         Returns True when stored embeddings, pairs and groups were dropped. Verified
         similarities are dropped also when only the verification settings changed (the
         embeddings stay); a model without verification leaves them for a later scan.
         """
-        current = fingerprint(model)
+        stamp = model.stamp()
         stored = self.model_fingerprint
-        rule = rule_fingerprint(model)
+        rule = stamp.rule_fingerprint
         with self.transaction() as conn:
-            dropped = stored is not None and stored != current
+            dropped = stored is not None and stored != stamp.fingerprint
             if dropped:
                 for table in ("embeddings", "verified", "pairs", "members", "groups"):
                     conn.execute(f"DELETE FROM {table}")
-            elif model.verify is not None and self.meta().get("rule_fingerprint") != rule:
+            elif rule is not None and self.meta().get("rule_fingerprint") != rule:
                 conn.execute("DELETE FROM verified")
-            if model.verify is not None:  # a scan without verification keeps them
+            if rule is not None:  # a scan without verification keeps them
                 self.set_meta(conn, rule_fingerprint=rule)
             self.set_meta(
                 conn,
-                model_id=model.model_id,
-                model_fingerprint=current,
-                preprocess=asdict(model.preprocess),
-                embed_dim=model.encoder.config.embed_dim,
+                model_id=stamp.model_id,
+                model_fingerprint=stamp.fingerprint,
+                preprocess=stamp.preprocess,
+                embed_dim=stamp.embed_dim,
             )
         return dropped
 
@@ -508,7 +515,7 @@ def open_index(path: str | os.PathLike[str]) -> Index:
     return Index(path, conn)
 
 
-def build_index(path: str | os.PathLike[str], model: Model) -> Index:
+def build_index(path: str | os.PathLike[str], model: Stamped) -> Index:
     """Open an index for writing with `model`, creating it if needed.
 
     An index made with another model keeps its files but drops its embeddings, pairs and
