@@ -14,7 +14,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 import lookalike
-import lookalike.model as model_module
+import lookalike.model.checkpoint as model_module
 from conftest import TINY_ENCODER, SyntheticFolder, make_picture
 from lookalike.cli import app
 from lookalike.model import load_model

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import lookalike.model as model_module
+import lookalike.model.checkpoint as model_module
 from conftest import TINY_ENCODER, TINY_PREPROCESS, SyntheticFolder
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import (
@@ -25,10 +25,10 @@ from lookalike.model import (
     prepare_image,
     read_checkpoint,
     save_model,
-    similarity_from_cosine,
     to_tensor,
 )
 from lookalike.records import Comparison
+from lookalike.score import similarity_from_cosine
 
 
 @pytest.fixture(scope="module")
