@@ -4,6 +4,7 @@
 ...     index.files()
 """
 
+from lookalike.index.results import GroupRow
 from lookalike.index.schema import SCHEMA_VERSION, IndexSchemaError, ModelMismatch
 from lookalike.index.search import (
     EXACT_LIMIT,
@@ -14,7 +15,7 @@ from lookalike.index.search import (
     nearest_of,
     nearest_pairs,
 )
-from lookalike.index.store import FileRow, GroupRow, Index, RootRow, build_index, open_index
+from lookalike.index.store import FileRow, Index, RootRow, build_index, open_index
 
 __all__ = [
     "EXACT_LIMIT",

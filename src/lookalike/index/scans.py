@@ -7,12 +7,11 @@ callers use these typed methods and never write SQL themselves.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from lookalike.index.results import ResultTables
 from lookalike.records import ScanStats
 
 
@@ -50,13 +49,8 @@ Read = tuple[str, str, int | None, int, int, int, int, int, str | None, str | No
 error, scan id, walk order)."""
 
 
-class ScanTables:
+class ScanTables(ResultTables):
     """Queries of `lookalike.scan` (mixed into `Index`, which provides the connection)."""
-
-    _conn: sqlite3.Connection
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # Index's
 
     # -- the walk ------------------------------------------------------------------------
 
@@ -232,17 +226,6 @@ class ScanTables:
                 (time.time(), json.dumps(made.__dict__), scan_id),
             )
         return made
-
-    def store_results(
-        self,
-        conn: sqlite3.Connection,
-        pairs: Iterable[tuple[int, int, float, bool]],
-        groups: Iterable[tuple[int, str, Sequence[tuple[int, float]]]],
-    ) -> None:
-        raise NotImplementedError  # Index's
-
-    def set_meta(self, conn: sqlite3.Connection, **values: object) -> None:
-        raise NotImplementedError  # Index's
 
     # -- reading results back ----------------------------------------------------------------
 
