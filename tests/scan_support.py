@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conftest import make_picture
+from conftest import SyntheticFolder, make_picture
 from lookalike.model import Calibration, Encoder, EncoderConfig, Model, Preprocess
 
 
@@ -54,3 +54,14 @@ def write_copied_pictures(photos: Path, count: int, seed: int) -> None:
         make_picture(seed + k, (32, 24)).save(original)
         shutil.copyfile(original, photos / "a" / original.name)
         shutil.copyfile(original, photos / "b" / original.name)
+
+
+def new_and_archive(synthetic: SyntheticFolder, base: Path) -> tuple[Path, Path]:
+    """(new, archive): the synthetic copies in `base/new`, their originals in `base/archive`
+    (a reference folder)."""
+    new = Path(shutil.copytree(synthetic.root / "copies", base / "new"))
+    archive = base / "archive"
+    archive.mkdir()
+    for original in synthetic.originals:
+        shutil.copyfile(original, archive / original.name)
+    return new, archive

@@ -27,7 +27,7 @@ from lookalike.scan import (
     scan_folder,
 )
 from lookalike.scan.run import index_lock
-from scan_support import content_model
+from scan_support import content_model, new_and_archive
 
 
 @pytest.fixture()
@@ -565,11 +565,7 @@ def test_find_duplicates_takes_files_and_folders_and_keeps_no_index(
 def test_reference_folders_are_never_cleaned_up(
     synthetic_folder: SyntheticFolder, tmp_path: Path
 ) -> None:
-    new = Path(shutil.copytree(synthetic_folder.root / "copies", tmp_path / "new"))
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    for original in synthetic_folder.originals:
-        shutil.copyfile(original, archive / original.name)
+    new, archive = new_and_archive(synthetic_folder, tmp_path)
     shutil.copyfile(synthetic_folder.originals[0], archive / "again_0.png")  # a copy inside
     # The copies are older than the archive's files: only the reference rule keeps these.
     for path in new.iterdir():

@@ -26,7 +26,7 @@ from lookalike.scan import read_result, regroup, scan_folder
 from lookalike.scan.walk import Found, walk_into
 from lookalike.web import create_app
 from lookalike.web.pictures import PREVIEW_SIDE, THUMB_SIDE
-from scan_support import content_model
+from scan_support import content_model, new_and_archive
 from web_support import HOSTILE_NAME, REVIEW_CUTOFFS, scan_review_folder
 
 BASE = "http://127.0.0.1:8765"
@@ -629,11 +629,7 @@ def test_serve_refuses_what_is_not_a_scanned_index(tmp_path: Path) -> None:
 def test_reference_files_are_keepers_the_page_marks_and_never_quarantines(
     synthetic_folder: SyntheticFolder, tmp_path: Path
 ) -> None:
-    new = Path(shutil.copytree(synthetic_folder.root / "copies", tmp_path / "new"))
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    for original in synthetic_folder.originals:
-        shutil.copyfile(original, archive / original.name)
+    new, archive = new_and_archive(synthetic_folder, tmp_path)
     index = tmp_path / "idx"
     scan_folder([new], index, model=content_model(), workers=1, reference=[archive])
     app = create_app(index, quarantine_to=tmp_path / "q", cache_dir=tmp_path / "c")
