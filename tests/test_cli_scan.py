@@ -68,7 +68,16 @@ def test_scan_json_follows_the_documented_schema(
         "images_per_s",
     }
     for pair in doc["pairs"]:
-        assert set(pair) == {"a", "b", "similarity", "duplicate", "exact", "matches", "decided_by"}
+        assert set(pair) == {
+            "a",
+            "b",
+            "similarity",
+            "duplicate",
+            "exact",
+            "matches",
+            "coverage",
+            "decided_by",
+        }
         assert pair["decided_by"] == ("exact copy" if pair["exact"] else "CNN")  # no verify
         assert pair["similarity"] >= 0.9
         assert pair["duplicate"] == (pair["similarity"] >= 1.0)

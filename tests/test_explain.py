@@ -428,7 +428,11 @@ def test_a_verified_crop_shows_its_matches_and_where_it_lies(bundled: Model) -> 
         assert np.abs(found.outline - box).max() <= 0.05 * max(a.size), seed
         inside = mask[found.points_a[:, 1].astype(int), found.points_a[:, 0].astype(int)]
         assert inside.all()
-        assert decided_by(result) == f"verified: {found.inliers} local-feature matches"
+        assert decided_by(result) == (
+            f"verified: {found.inliers} local-feature matches over "
+            f"{round(100 * found.coverage)} % of the picture"
+        )
+        assert 0.3 < found.coverage <= 1.0
         assert panel(result, heatmaps=False).height < panel(result).height
 
 

@@ -484,6 +484,9 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
     # Each crop says the matches that verified it; the JSON and the pairs say the same.
     crops = [m for g in result.groups for m in g.members if "_crop" in m.path.name]
     assert crops and all(m.matches and m.decided_by.startswith("verified, ") for m in crops)
+    # ... and how much of the picture they cover (a crop keeps most of it).
+    assert all(m.coverage is not None and 0.2 < m.coverage <= 1.0 for m in crops)
+    assert all(m.decided_by.endswith("% of the picture") for m in crops)
     with open_index(index) as store:
         assert len(store.verified()) == sum(calls)
     calls.clear()

@@ -206,7 +206,7 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     monkeypatch.setattr(pairs_module, "CHUNK", 2)
     seen: list[tuple[int, int]] = []
     chunked = pairs_module.verify_pairs(
-        model, pairs, raw, load, on_chunk=lambda p, _s, _n: seen.extend(map(tuple, p.tolist()))
+        model, pairs, raw, load, on_chunk=lambda p, _s, _n, _c: seen.extend(map(tuple, p.tolist()))
     )
     assert np.allclose(chunked, whole)
     assert sorted(seen) == sorted(map(tuple, pairs.tolist()))

@@ -305,7 +305,8 @@ def decided_by(explanation: Explanation) -> str:
         return "CNN alone (no local-feature check needed)"
     if found.confirmed:
         mirror = ", mirrored" if found.mirrored else ""
-        return f"verified: {found.inliers} local-feature matches{mirror}"
+        over = f" over {round(100 * found.coverage)} % of the picture"
+        return f"verified: {found.inliers} local-feature matches{over}{mirror}"
     if found.verdict == "content differs":
         return f"CNN alone: {found.inliers} matches, but the aligned pictures differ"
     if found.verdict == "misses the centre":

@@ -11,12 +11,15 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-def decided_by(exact: bool, matches: int | None) -> str:
-    """A similarity's source in words: "exact copy", "verified, N matches" or "CNN"."""
+def decided_by(exact: bool, matches: int | None, coverage: float | None = None) -> str:
+    """A similarity's source in words: "exact copy", "verified, N matches over P % of the
+    picture" (the share inside the matched points' hull: small when only a background or a
+    corner matched) or "CNN"."""
     if exact:
         return "exact copy"
     if matches:
-        return f"verified, {matches} matches"
+        over = f" over {round(100 * coverage)} % of the picture" if coverage else ""
+        return f"verified, {matches} matches{over}"
     return "CNN"
 
 
@@ -56,11 +59,14 @@ class Pair:
     exact: bool = False
     matches: int | None = None
     """Local-feature matches that verified the pair (None: the CNN's similarity stands)."""
+    coverage: float | None = None
+    """How much of the pictures those matches cover (0-1; None without matches)."""
 
     @property
     def decided_by(self) -> str:
-        """What set the similarity: "exact copy", "verified, N matches" or "CNN"."""
-        return decided_by(self.exact, self.matches)
+        """What set the similarity: "exact copy", "verified, N matches over P % of the
+        picture" or "CNN"."""
+        return decided_by(self.exact, self.matches, self.coverage)
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,13 @@ class Member:
     """Byte-identical to the keeper."""
     matches: int | None = None
     """Local-feature matches that verified it against the keeper (None: the CNN decided)."""
+    coverage: float | None = None
+    """How much of the pictures those matches cover (0-1)."""
 
     @property
     def decided_by(self) -> str:
         """What set its similarity to the keeper (see `Pair.decided_by`)."""
-        return decided_by(self.exact, self.matches)
+        return decided_by(self.exact, self.matches, self.coverage)
 
 
 @dataclass(frozen=True)
@@ -352,6 +360,8 @@ class Evidence:
     """(K, 2) where the homography puts them in B."""
     outline: np.ndarray | None
     """(4, 2) B's corners mapped into A (None without a homography)."""
+    coverage: float = 0.0
+    """How much of the pictures the matched points span (see `verify.Match.coverage`)."""
 
     @property
     def confirmed(self) -> bool:

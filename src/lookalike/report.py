@@ -47,6 +47,7 @@ def scan_payload(result: ScanResult) -> dict[str, Any]:
                 "duplicate": p.duplicate,
                 "exact": p.exact,
                 "matches": p.matches,
+                "coverage": None if p.coverage is None else round(p.coverage, 3),
                 "decided_by": p.decided_by,
             }
             for p in result.pairs

@@ -86,6 +86,9 @@ class Match:
     """3x3, mapping A's points (scaled to `side`) onto B's."""
     rows: np.ndarray
     """Indices of the inliers among A's keypoints."""
+    coverage: float = 0.0
+    """How much of the pictures the match covers: the smaller of the shares of A and of B
+    inside the convex hull of the matched points."""
 
 
 def _cv2():  # type: ignore[no-untyped-def]
@@ -189,11 +192,10 @@ def match_keypoints(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Match |
         return None
     if inlier.sum() < config.min_inlier_share * len(good):
         return None
-    if _spread(src[inlier], a.shape) < config.min_spread:
+    spread = min(_spread(src[inlier], a.shape), _spread(dst[inlier], b.shape))
+    if spread < config.min_spread:
         return None
-    if _spread(dst[inlier], b.shape) < config.min_spread:
-        return None
-    return Match(int(inlier.sum()), homography, good[inlier])
+    return Match(int(inlier.sum()), homography, good[inlier], spread)
 
 
 def content_disagreement(
@@ -301,10 +303,17 @@ def verified_inliers(
     overlap (`min_centre_inlier_share`), shows one place, not one picture: it counts 0.
     The mirrored match is tried unless the direct one is already strong.
     """
-    best = _agreeing_inliers(a, b, config)
-    if a_mirrored is None or best >= 4 * config.inlier_offset:
+    return verified_match(a, a_mirrored, b, config)[0]
+
+
+def verified_match(
+    a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
+) -> tuple[int, float]:
+    """(inliers, coverage) of the match `verified_inliers` counts ((0, 0.0) for none)."""
+    best = _agreeing_match(a, b, config)
+    if a_mirrored is None or best[0] >= 4 * config.inlier_offset:
         return best
-    return max(best, _agreeing_inliers(a_mirrored, b, config))
+    return max(best, _agreeing_match(a_mirrored, b, config))
 
 
 AGREES = "agrees"
@@ -328,9 +337,11 @@ def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match
     return found, AGREES
 
 
-def _agreeing_inliers(a: Keypoints, b: Keypoints, config: VerifyConfig) -> int:
+def _agreeing_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[int, float]:
     found, verdict = judge_match(a, b, config)
-    return found.inliers if found is not None and verdict == AGREES else 0
+    if found is None or verdict != AGREES:
+        return 0, 0.0
+    return found.inliers, found.coverage
 
 
 def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evidence:
@@ -380,6 +391,7 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
         (unmirror(inliers) * to_a).astype(np.float32),
         (mapped * to_b).astype(np.float32),
         (unmirror(outline) * to_a).astype(np.float32),
+        found.coverage,
     )
 
 

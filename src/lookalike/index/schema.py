@@ -48,6 +48,7 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     hash_b TEXT NOT NULL,
     similarity REAL NOT NULL,
     inliers INTEGER,                -- the local-feature matches that counted (0: none)
+    coverage REAL,                  -- share of the pictures inside the matched points' hull
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
@@ -140,8 +141,9 @@ def add_new_tables(conn: sqlite3.Connection) -> None:
         if statement.strip().startswith("CREATE TABLE IF NOT EXISTS"):
             conn.execute(statement)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(verified)")}
-    if "inliers" not in columns:
-        conn.execute("ALTER TABLE verified ADD COLUMN inliers INTEGER")
+    for column, kind in (("inliers", "INTEGER"), ("coverage", "REAL")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE verified ADD COLUMN {column} {kind}")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

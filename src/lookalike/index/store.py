@@ -303,26 +303,27 @@ class Index(ScanTables):
         rows = self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
         return {(a, b): float(s) for a, b, s in rows}
 
-    def store_verified(self, scores: Iterable[tuple[str, str, float, int]]) -> None:
-        """Remember verified similarities and their match counts (hash pairs in any order)
-        for later scans and for showing what decided a pair."""
+    def store_verified(self, scores: Iterable[tuple[str, str, float, int, float]]) -> None:
+        """Remember verified similarities, their match counts and how much of the pictures
+        the match covers (hash pairs in any order), for later scans and for showing what
+        decided a pair."""
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity, inliers) "
-                "VALUES (?, ?, ?, ?)",
-                [(min(a, b), max(a, b), s, n) for a, b, s, n in scores],
+                "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity, inliers, "
+                "coverage) VALUES (?, ?, ?, ?, ?)",
+                [(min(a, b), max(a, b), s, n, c) for a, b, s, n, c in scores],
             )
 
-    def verified_matches(self) -> dict[tuple[str, str], int]:
-        """Local-feature matches that verified a pair, by sorted content-hash pair (only
-        pairs whose matches counted; none in an index made before they were kept)."""
+    def verified_matches(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """(matches, coverage) of the local-feature match that verified a pair, by sorted
+        content-hash pair (only matches that counted; none in an index made before)."""
         try:
             rows = self._conn.execute(
-                "SELECT hash_a, hash_b, inliers FROM verified WHERE inliers > 0"
+                "SELECT hash_a, hash_b, inliers, coverage FROM verified WHERE inliers > 0"
             ).fetchall()
         except sqlite3.OperationalError:  # no such column: a read-only older index
             return {}
-        return {(a, b): int(n) for a, b, n in rows}
+        return {(a, b): (int(n), float(c or 0.0)) for a, b, n, c in rows}
 
 
 def open_index(path: str | os.PathLike[str]) -> Index:

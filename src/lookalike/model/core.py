@@ -34,7 +34,7 @@ from lookalike.verify import (
     extract_keypoints,
     fuse_similarity,
     single_threaded_search,
-    verified_inliers,
+    verified_match,
 )
 
 
@@ -190,7 +190,7 @@ class Model:
         scores = np.asarray(similarities, dtype=np.float64)
         if self.verify is None or len(pairs) == 0:
             return scores
-        counts = self.match_counts(load, pairs, threads, cache)
+        counts, _ = self.match_counts(load, pairs, threads, cache)
         return fuse_similarity(scores, counts, self.verify)
 
     def match_counts(
@@ -199,8 +199,9 @@ class Model:
         pairs: np.ndarray,
         threads: int | None = None,
         cache: dict[tuple[int, bool], Keypoints] | None = None,
-    ) -> np.ndarray:
-        """Local-feature matches that verify each candidate pair (0: none that count).
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Local-feature matches that verify each candidate pair (0: none that count), and
+        how much of the pictures each such match covers (`verify.Match.coverage`).
 
         `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image not in
         `cache`; the first image of a pair also gets mirrored keypoints). Callers pass only
@@ -209,7 +210,7 @@ class Model:
         `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
         """
         if self.verify is None or len(pairs) == 0:
-            return np.zeros(len(pairs))
+            return np.zeros(len(pairs)), np.zeros(len(pairs))
         config = self.verify
         cache = {} if cache is None else cache
 
@@ -227,9 +228,9 @@ class Model:
                 for mirrored in missing:
                     cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
 
-        def inliers(pair: np.ndarray) -> int:
+        def matched(pair: np.ndarray) -> tuple[int, float]:
             a, b = int(pair[0]), int(pair[1])
-            return verified_inliers(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
+            return verified_match(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
 
         from concurrent.futures import ThreadPoolExecutor
 
@@ -238,7 +239,8 @@ class Model:
             threads or os.cpu_count() or 1, initializer=single_threaded_search
         ) as pool:
             list(pool.map(prime, images.tolist()))
-            return np.array(list(pool.map(inliers, np.asarray(pairs))), dtype=np.float64)
+            found = np.array(list(pool.map(matched, np.asarray(pairs))), dtype=np.float64)
+        return found[:, 0], found[:, 1]
 
     def compare(
         self,

@@ -337,10 +337,12 @@ def _search(
         if a in row and b in row
     }
 
-    def remember(rows: np.ndarray, fused: np.ndarray, matches: np.ndarray) -> None:
+    def remember(
+        rows: np.ndarray, fused: np.ndarray, matches: np.ndarray, coverage: np.ndarray
+    ) -> None:
         store.store_verified(
-            (hashes[i], hashes[j], float(s), int(n))
-            for (i, j), s, n in zip(rows.tolist(), fused, matches, strict=True)
+            (hashes[i], hashes[j], float(s), int(n), float(c))
+            for (i, j), s, n, c in zip(rows.tolist(), fused, matches, coverage, strict=True)
         )
 
     side = model.verify.side if model.verify else 0

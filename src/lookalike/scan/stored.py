@@ -65,9 +65,11 @@ def read_result(
             marked = store.not_duplicate_marks()
             verified = store.verified_matches()
 
-            def matches(a: int, b: int) -> int | None:
+            def matches(a: int, b: int) -> tuple[int | None, float | None]:
                 ha, hb = hashes[a], hashes[b]
-                return verified.get((min(ha, hb), max(ha, hb)))
+                if ha == hb:
+                    return None, None
+                return verified.get((min(ha, hb), max(ha, hb)), (None, None))
 
             pairs = []
             for a, b, similarity, exact in store.pairs():
@@ -75,8 +77,8 @@ def read_result(
                 ha, hb = hashes[a], hashes[b]
                 blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
                 duplicate = (exact or similarity >= cut) and not blocked
-                found = None if exact else matches(a, b)
-                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact, found))
+                found, covers = matches(a, b)
+                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact, found, covers))
             groups = tuple(
                 Group(
                     Path(shown[g.keep]),
@@ -85,9 +87,7 @@ def read_result(
                             Path(shown[f]),
                             s,
                             f != g.keep and hashes[f] == hashes[g.keep],
-                            None
-                            if f == g.keep or hashes[f] == hashes[g.keep]
-                            else matches(g.keep, f),
+                            *(matches(g.keep, f) if f != g.keep else (None, None)),
                         )
                         for f, s in g.members
                     ),

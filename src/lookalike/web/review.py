@@ -467,7 +467,10 @@ class Review:
         return outcome
 
 
-def _decided(a: FileRow | None, b: FileRow, verified: dict[tuple[str, str], int]) -> str:
+def _decided(
+    a: FileRow | None, b: FileRow, verified: dict[tuple[str, str], tuple[int, float]]
+) -> str:
     """What set the similarity of two indexed files (see `records.decided_by`)."""
     ha, hb = (a.hash if a else None) or "", b.hash or ""
-    return decided_by(ha == hb, verified.get((min(ha, hb), max(ha, hb))))
+    found, covers = verified.get((min(ha, hb), max(ha, hb)), (None, None))
+    return decided_by(ha == hb, found, covers)
