@@ -116,16 +116,22 @@ def test_groups_and_a_pair_with_its_overlays(site: Site, browser: Any, tmp_path:
     link = _tile(browser, site.file_id("link_out.jpg"))
     assert link.find_elements("css selector", ".no-thumb")
 
-    keeper_id = site.file_id("original_0.png")
-    member = _tile(browser, site.file_id("copies/copy_0_jpeg.jpg"))
+    # The pair view of original_0's group: its keeper and a member (a copy, not a link).
+    group = next(g for g in stored.groups if "original_0.png" in {m.path.name for m in g.members})
+    keeper_id = site.file_id(str(group.keep.relative_to(site.photos)))
+    shown = next(
+        m.path for m in group.members if m.path != group.keep and "link" not in str(m.path)
+    )
+    member_id = site.file_id(str(shown.relative_to(site.photos)))
+    member = _tile(browser, member_id)
     member.find_element("css selector", "button.thumb").click()
     sheet = _wait(browser, lambda d: d.find_element("id", "pair-view").is_displayed())
     assert sheet
     title = browser.find_element("id", "pair-title").text
     with open_index(site.index) as store:
-        a, b = keeper_id, site.file_id("copies/copy_0_jpeg.jpg")
+        a, b = keeper_id, member_id
         similarity = {(x, y): s for x, y, s, _ in store.pairs()}[(min(a, b), max(a, b))]
-    assert title == f"similarity {similarity:.4f}"
+    assert title.startswith(f"similarity {similarity:.4f} · ")  # and what decided it
     overlays = _wait(
         browser,
         lambda d: (
@@ -151,16 +157,23 @@ def test_groups_and_a_pair_with_its_overlays(site: Site, browser: Any, tmp_path:
 
 def test_change_a_keeper_quarantine_and_restore(site: Site, browser: Any, tmp_path: Path) -> None:
     _open(browser, site)
-    chosen = site.file_id("copies/copy_3_jpeg.jpg")
+    group = next(
+        g
+        for g in read_result(site.index).groups
+        if "original_3.png" in {m.path.name for m in g.members}
+    )
+    old = group.keep.relative_to(site.photos)  # becomes a duplicate once another is chosen
+    other = next(m.path for m in group.members if m.path != group.keep)
+    chosen = site.file_id(str(other.relative_to(site.photos)))
     _tile(browser, chosen).find_element("css selector", "button.make-keeper").click()
     _wait(browser, lambda d: "keeper" in _tile(d, chosen).get_attribute("class").split())
     with open_index(site.index) as store:
         assert store.file(chosen).hash in store.keep_marks()
     assert "keeper chosen by you" in browser.page_source
 
-    victim = site.photos / "original_3.png"
+    victim = site.photos / old
     content = victim.read_bytes()
-    victim_id = site.file_id("original_3.png")
+    victim_id = site.file_id(str(old))
     _tile(browser, victim_id).find_element("css selector", "input.mark-quarantine").click()
     _wait(browser, lambda d: d.find_element("id", "selection-bar").is_displayed())
     assert "1 file marked" in browser.find_element("id", "selection-count").text
@@ -171,7 +184,7 @@ def test_change_a_keeper_quarantine_and_restore(site: Site, browser: Any, tmp_pa
     browser.find_element("id", "confirm-quarantine").click()
     _wait(browser, lambda d: "in quarantine" in _tile(d, victim_id).text)
     assert not victim.exists()
-    assert (site.quarantine / "photos" / "original_3.png").read_bytes() == content
+    assert (site.quarantine / "photos" / old).read_bytes() == content
     assert browser.save_screenshot(str(tmp_path / "review-quarantined.png"))
 
     browser.find_element("id", "show-quarantine").click()
