@@ -23,6 +23,7 @@ from lookalike.scan.stored import candidates, read_result
 from lookalike.scan.walk import (
     ScanError,
     absolute,
+    inside_any,
     iter_found,
     link_same_files,
     scan_roots,
@@ -189,11 +190,15 @@ def scan_folder(
         embedded = _embed_new(
             store, scan_id, model, progress, batch_size, workers, embedder or embed_paths
         )
-        pool = candidates(store, scan_id, kept_folders)
-        pairs = [
+        kept = {
+            fid
+            for fid, _, found in (store.embedded_files(scan_id) if kept_folders else ())
+            if inside_any(found, kept_folders)
+        }
+        pairs = [  # two reference files are not checked against each other
             p
             for p in _search(store, scan_id, model, review, progress)
-            if not (pool[p[0]].reference and pool[p[1]].reference)
+            if not (p[0] in kept and p[1] in kept)
         ]
         if keep == "best":
             _measure_keepers(store, pairs, workers, progress)
