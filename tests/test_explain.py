@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 from typer.testing import CliRunner
 
 from conftest import make_picture
@@ -20,64 +20,9 @@ from lookalike.cli import app
 from lookalike.explain import METHODS, decided_by, explain_pair, overlay, panel
 from lookalike.io import UnreadableImage
 from lookalike.model import Model, load_model, trim_box
+from photo_support import finish, mosaic_photo, smooth, texture
 
 runner = CliRunner()
-
-
-# --- generated photo-like test images -------------------------------------------------
-
-
-def _smooth(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
-    """Smooth random field (h, w) of unit spread: bicubic upsampling of a coarse grid."""
-    grid = rng.normal(0, 1, (h // cell + 2, w // cell + 2)).astype(np.float32)
-    return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC))
-
-
-def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """One distinctive texture (h, w, 3): its own kind, two colours, period and angle."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle, period = rng.uniform(0, np.pi), rng.uniform(4, 16)
-    u = x * np.cos(angle) + y * np.sin(angle)
-    v = -x * np.sin(angle) + y * np.cos(angle)
-    kind = int(rng.integers(5))
-    if kind == 0:
-        level = 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
-    elif kind == 1:
-        level = ((u // period + v // period) % 2).astype(np.float32)
-    elif kind == 2:
-        dots = (u % period - period / 2) ** 2 + (v % period - period / 2) ** 2
-        level = (dots < (period / 3) ** 2).astype(np.float32)
-    elif kind == 3:
-        level = np.clip(0.5 + 0.6 * _smooth(rng, h, w, max(2, int(period / 2))), 0, 1)
-    else:
-        level = 0.5 + 0.5 * np.sin(2 * np.pi * u / period + 3 * _smooth(rng, h, w, 12))
-    low, high = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    return low * (1 - level[..., None]) + high * level[..., None]
-
-
-def _finish(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """Sensor noise and a little lens blur."""
-    noisy = pixels + rng.normal(0, 3, pixels.shape)
-    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
-    return image.filter(ImageFilter.GaussianBlur(0.7))
-
-
-def mosaic_photo(seed: int, size: tuple[int, int] = (320, 240), regions: int = 14) -> Image.Image:
-    """A 'photo' of irregular regions, each with its own texture: no two parts look alike,
-    so a crop's content appears nowhere else in the picture."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    sites = rng.uniform(0, 1, (regions, 2)) * (w, h)
-    warp = 10 * _smooth(rng, h, w, 24)
-    distance = (x + warp - sites[:, :1, None]) ** 2 + (y - warp - sites[:, 1:, None]) ** 2
-    label = distance.argmin(axis=0)
-    pixels = np.zeros((h, w, 3), np.float32)
-    for region in range(regions):
-        inside = label == region
-        pixels[inside] = _texture(rng, h, w)[inside]
-    shading = 1 + 0.15 * _smooth(rng, h, w, 80)[..., None]
-    return _finish(pixels * shading, rng)
 
 
 def landscape(rng: np.random.Generator, size: tuple[int, int], hues: tuple[float, float]):
@@ -89,10 +34,10 @@ def landscape(rng: np.random.Generator, size: tuple[int, int], hues: tuple[float
         return 255 * np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.35, 0.8), value))
 
     y = np.mgrid[0:h, 0:w][0].astype(np.float32) / h
-    horizon = rng.uniform(0.3, 0.6) + 0.08 * _smooth(rng, 1, w, max(8, w // 4))[0]
+    horizon = rng.uniform(0.3, 0.6) + 0.08 * smooth(rng, 1, w, max(8, w // 4))[0]
     t = np.clip(y / horizon, 0, 1)[..., None]
     sky = colour(rng.uniform(0.7, 0.95)) * (1 - t) + colour(rng.uniform(0.6, 0.9)) * t
-    relief = sum(a * _smooth(rng, h, w, c) for c, a in ((w // 4, 0.25), (16, 0.15), (4, 0.08)))
+    relief = sum(a * smooth(rng, h, w, c) for c, a in ((w // 4, 0.25), (16, 0.15), (4, 0.08)))
     ground = colour(rng.uniform(0.35, 0.7)) * (1 + relief[..., None])
     return np.where((y < horizon)[..., None], sky, ground).astype(np.float32)
 
@@ -104,7 +49,7 @@ def emblem(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Image, Image
     ring = np.minimum((radius * 4).astype(int), 3)
     pixels = np.zeros((h, w, 3), np.float32)
     for k in range(4):
-        pixels[ring == k] = _texture(rng, h, w)[ring == k]
+        pixels[ring == k] = texture(rng, h, w)[ring == k]
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     star = [
         (
@@ -150,7 +95,7 @@ def object_pair(seed: int, size: tuple[int, int] = (320, 240), scale: float = 0.
         background.paste(thing, (x, y), outline)
         mask = np.zeros((h, w), bool)
         mask[y : y + oh, x : x + ow] = np.asarray(outline) > 127
-        images.append(_finish(np.asarray(background, np.float32), rng))
+        images.append(finish(np.asarray(background, np.float32), rng))
         masks.append(mask)
     return images[0], images[1], masks[0], masks[1]
 
