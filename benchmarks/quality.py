@@ -25,19 +25,18 @@ from rich.console import Console
 from rich.table import Table
 
 from lookalike.augment import FAMILIES
-from lookalike.cli.evaluate_cmds import (
-    comparison_table,
-    evaluation_payload,
-    families_table,
-    print_table,
-)
 from lookalike.evaluate import (
+    comparison_table,
     evaluate_hash,
     evaluate_model,
+    evaluation_payload,
+    families_table,
     make_benchmark,
+    model_payload,
+    print_table,
     read_photo_list,
 )
-from lookalike.model import fingerprint, load_model
+from lookalike.model import load_model
 from lookalike.records import Evaluation
 
 TINY = {
@@ -164,9 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             run += [evaluate_hash(truth, p, workers=args.workers) for p in peers]
             runs.append(run)
-            payload = evaluation_payload(
-                run, truth, {"id": model.model_id, "fingerprint": fingerprint(model)}
-            )
+            payload = evaluation_payload(run, truth, model_payload(model))
             payload["seed"], payload["build_seconds"] = seed, round(built, 1)
             payloads.append(payload)
             counts = payload["benchmark"]

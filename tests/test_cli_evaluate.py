@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import SyntheticFolder
 from lookalike.cli import app
-from lookalike.cli.evaluate_cmds import METRIC_KEYS
+from lookalike.evaluate import METRIC_KEYS
 
 runner = CliRunner()
 

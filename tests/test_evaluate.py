@@ -77,7 +77,7 @@ def test_hand_computed_confusion_and_curves() -> None:
     # Only the cut at 0.9 is free of false positives.
     assert m.recall_at_p99 == m.recall_at_p999 == 0.25
     assert m.recall_by_family_at_p99 == {"crop": 0.0, "jpeg": 0.5}
-    assert m.extra["min_score_at_p99"] == 0.9
+    assert m.at_p99.min_score == 0.9
     assert m.roc_auc == pytest.approx(14 / 20)
     assert m.pr_auc == pytest.approx((1 + 2 / 3 + 3 / 5 + 4 / 7) / 4)
 
@@ -413,14 +413,14 @@ def test_evaluate_model_and_peers_on_a_tiny_set(bench: Truth, tiny_model, tmp_pa
     assert m.tp + m.fn == layout.positives == 12
     assert m.fp + m.tn == layout.negatives
     assert m.positives_by_family == {"crop": 3, "flip": 3, "jpeg": 3, "border": 3}
-    assert m.extra["min_similarity"] == 0.95 and m.extra["unreadable"] == 0
+    assert m.min_similarity == 0.95 and m.unreadable == 0
     assert m.seconds > 0 and m.images_per_s > 0 and m.peak_rss_mb > 50
     assert 0 <= m.cpu_util <= 1.5
     peer = evaluate_hash(bench, "phash", workers=2).metrics
     assert peer.tp + peer.fn == 12 and peer.fp + peer.tn == layout.negatives
     # pHash survives JPEG re-compression and misses mirror images.
     assert peer.recall_by_family["jpeg"] == 1.0 and peer.recall_by_family["flip"] == 0.0
-    assert peer.extra["max_distance"] == 10 and peer.extra["min_score"] == 1 - 10 / 64
+    assert peer.max_distance == 10 and peer.min_score == 1 - 10 / 64
     paths = write_plots([model_eval, evaluate_hash(bench, "pdq")], tmp_path / "plots")
     assert [p.name for p in paths] == [
         "pr.png",

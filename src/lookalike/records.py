@@ -138,6 +138,20 @@ class EpochLog:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """The cut-off a system needs for a pair precision, and the recall it gets there."""
+
+    precision: float
+    """The target pair precision (0.99, 0.999)."""
+    recall: float
+    min_score: float
+    """Lowest score called a duplicate; inf when no cut-off reaches the precision."""
+    max_distance: int | None = None
+    """A peer hash's cut-off in its own unit (Hamming distance); None for the model or
+    when no cut-off reaches the precision."""
+
+
+@dataclass(frozen=True)
 class Metrics:
     """Quality and cost of one system on one benchmark set."""
 
@@ -151,8 +165,8 @@ class Metrics:
     f1: float
     recall_by_family: dict[str, float]
     positives_by_family: dict[str, int]
-    recall_at_p99: float
-    recall_at_p999: float
+    at_p99: OperatingPoint
+    at_p999: OperatingPoint
     recall_by_family_at_p99: dict[str, float]
     pr_auc: float
     roc_auc: float
@@ -160,11 +174,40 @@ class Metrics:
     images_per_s: float
     cpu_util: float
     peak_rss_mb: float
-    extra: dict[str, float] = field(default_factory=dict)
+    min_score: float
+    """The decision cut-off: scores at or above it are called duplicates."""
+    images: int = 0
+    unreadable: int = 0
+    cpu_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    """The evaluation's own all-pairs scoring, apart from `seconds`."""
+    min_similarity: float | None = None
+    """The model's decision (its `min_score`); None for a peer."""
+    verified_pairs: int | None = None
+    """Candidate pairs the model verified geometrically; None for a peer."""
+    max_distance: int | None = None
+    """A peer hash's decision: Hamming distance <= this; None for the model."""
+    bits: int | None = None
+    """A peer hash's length; None for the model."""
     sibling_pairs: int = 0
     """Pairs of composites on one background (photos of one place, never copies)."""
     sibling_fp: int = 0
     """Of those, the pairs called duplicates at the system's decision cut-off."""
+
+    @property
+    def recall_at_p99(self) -> float:
+        """Best recall with pair precision >= 0.99."""
+        return self.at_p99.recall
+
+    @property
+    def recall_at_p999(self) -> float:
+        """Best recall with pair precision >= 0.999."""
+        return self.at_p999.recall
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Wall time per image (0.0 without images)."""
+        return self.seconds / self.images if self.images else 0.0
 
 
 @dataclass(frozen=True)

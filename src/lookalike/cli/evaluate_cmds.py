@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from lookalike.cli._app import (
     SETTINGS,
@@ -24,33 +21,6 @@ from lookalike.cli._app import (
     stdout,
     user_errors,
 )
-from lookalike.records import Evaluation, Metrics, Truth
-
-JSON_SCHEMA = 1
-
-METRIC_KEYS = (
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "precision",
-    "recall",
-    "f1",
-    "recall_by_family",
-    "positives_by_family",
-    "recall_at_p99",
-    "recall_at_p999",
-    "recall_by_family_at_p99",
-    "pr_auc",
-    "roc_auc",
-    "seconds",
-    "images_per_s",
-    "cpu_util",
-    "peak_rss_mb",
-    "sibling_pairs",
-    "sibling_fp",
-)
-"""Fixed keys of every system in `evaluate --json` (the metrics' `extra` follow them)."""
 
 
 def _progress(json_output: bool) -> Progress:
@@ -120,7 +90,7 @@ def make_benchmark_command(
 ) -> None:
     """Build a benchmark set: originals, one edited copy per family, distractors, truth.json."""
     from lookalike.augment import FAMILIES
-    from lookalike.evaluate import make_benchmark, read_photo_list
+    from lookalike.evaluate import JSON_SCHEMA, benchmark_counts, make_benchmark, read_photo_list
 
     existing(photo_dir, "photo folder")
     chosen = _split(families) or list(FAMILIES)
@@ -159,163 +129,6 @@ def make_benchmark_command(
     )
 
 
-def benchmark_counts(truth: Truth) -> dict[str, Any]:
-    """How big a set is, in the terms the reports use."""
-    from lookalike.evaluate import pair_layout
-
-    layout = pair_layout(truth)
-    by_family: dict[str, int] = {}
-    for family in layout.positive_family:
-        by_family[family] = by_family.get(family, 0) + 1
-    return {
-        "path": str(truth.root),
-        "images": len(layout.paths),
-        "originals": len(truth.originals),
-        "edits": len(truth.edits),
-        "distractors": len(truth.distractors),
-        "positives": layout.positives,
-        "negatives": layout.negatives,
-        "ignored_pairs": layout.ignored,
-        "families": list(truth.families),
-        "positives_by_family": by_family,
-        "skipped": len(truth.skipped),
-        "composites": sum(len(c) for c in truth.composites),
-        "sibling_pairs": len(layout.siblings),
-    }
-
-
-def _number(value: Any) -> Any:
-    """JSON-safe: rounded floats, None for NaN and infinities."""
-    if isinstance(value, dict):
-        return {k: _number(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else None
-    return value
-
-
-def system_payload(metrics: Metrics) -> dict[str, Any]:
-    """One system's metrics as the fixed JSON keys, then its extra figures."""
-    payload = {key: _number(getattr(metrics, key)) for key in METRIC_KEYS}
-    payload.update({k: _number(v) for k, v in metrics.extra.items() if k not in payload})
-    return payload
-
-
-def evaluation_payload(
-    evaluations: Sequence[Evaluation], truth: Truth, model: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """The `evaluate --json` object."""
-    return {
-        "schema_version": JSON_SCHEMA,
-        "model": model,
-        "benchmark": benchmark_counts(truth),
-        "systems": {e.metrics.system: system_payload(e.metrics) for e in evaluations},
-    }
-
-
-def _fmt(value: float, kind: str) -> str:
-    if not math.isfinite(value):
-        return "-"
-    return {
-        "int": f"{value:,.0f}",
-        "ratio": f"{value:.4f}",
-        "pct": f"{value:.0%}",
-        "rate": f"{value:,.1f}",
-        "ms": f"{value * 1000:.2f}",
-        "mb": f"{value:,.0f}",
-        "s": f"{value:,.1f}",
-    }[kind]
-
-
-_ROWS: tuple[tuple[str, Callable[[Metrics], float], str], ...] = (
-    ("TP", lambda m: m.tp, "int"),
-    ("FP", lambda m: m.fp, "int"),
-    ("FN", lambda m: m.fn, "int"),
-    ("TN", lambda m: m.tn, "int"),
-    ("precision", lambda m: m.precision, "ratio"),
-    ("recall", lambda m: m.recall, "ratio"),
-    ("F1", lambda m: m.f1, "ratio"),
-    ("recall @ p0.99", lambda m: m.recall_at_p99, "ratio"),
-    ("recall @ p0.999", lambda m: m.recall_at_p999, "ratio"),
-    ("same-place pairs", lambda m: m.sibling_pairs or math.nan, "int"),
-    (
-        "same-place FP rate",
-        lambda m: m.sibling_fp / m.sibling_pairs if m.sibling_pairs else math.nan,
-        "ratio",
-    ),
-    ("PR AUC (AP)", lambda m: m.pr_auc, "ratio"),
-    ("ROC AUC", lambda m: m.roc_auc, "ratio"),
-    ("images/s", lambda m: m.images_per_s, "rate"),
-    ("ms per image", lambda m: m.extra.get("seconds_per_image", math.nan), "ms"),
-    ("seconds", lambda m: m.seconds, "s"),
-    ("CPU utilisation", lambda m: m.cpu_util, "pct"),
-    ("peak memory (MB)", lambda m: m.peak_rss_mb, "mb"),
-)
-
-
-def print_table(console: Console, table: Table) -> None:
-    """A table on a terminal fits it; piped, it keeps its natural width (no wrapped cells)."""
-    if console.is_terminal:
-        console.print(table)
-        return
-    for column in table.columns:
-        column.no_wrap = True
-    width = console.measure(table, options=console.options.update_width(10_000)).maximum
-    before = console.width
-    console.width = max(before, width)
-    try:
-        console.print(table)
-    finally:
-        console.width = before
-
-
-def _decision(metrics: Metrics) -> str:
-    if "max_distance" in metrics.extra:
-        return f"distance ≤ {metrics.extra['max_distance']:.0f}"
-    return f"similarity ≥ {metrics.extra['min_score']:.4f}"
-
-
-def comparison_table(evaluations: Sequence[Evaluation], title: str = "") -> Table:
-    """Systems side by side; each peer's cell also shows first system ÷ that peer."""
-    first = evaluations[0].metrics
-    table = Table(
-        title=title or None,
-        caption=f"(r×) = {first.system} ÷ that system; times include decoding",
-    )
-    table.add_column("")
-    for e in evaluations:
-        table.add_column(e.metrics.system, justify="right")
-    table.add_row("decision", *[_decision(e.metrics) for e in evaluations])
-    for label, get, kind in _ROWS:
-        cells = [_fmt(float(get(first)), kind)]
-        for e in evaluations[1:]:
-            mine, theirs = float(get(first)), float(get(e.metrics))
-            ratio = f" ({mine / theirs:.2f}×)" if theirs and math.isfinite(mine / theirs) else ""
-            cells.append(_fmt(theirs, kind) + ratio)
-        table.add_row(label, *cells)
-    return table
-
-
-def families_table(evaluations: Sequence[Evaluation]) -> Table:
-    """Positives found per edit family: at each system's decision, and at precision 0.99."""
-    table = Table(
-        title="positives found per edit family",
-        caption="at the system's decision cut-off · at the cut-off giving precision 0.99",
-    )
-    table.add_column("family")
-    table.add_column("pairs", justify="right")
-    for e in evaluations:
-        table.add_column(e.metrics.system, justify="right")
-    for family, count in evaluations[0].metrics.positives_by_family.items():
-        cells = []
-        for e in evaluations:
-            m = e.metrics
-            found = round(m.recall_by_family.get(family, 0.0) * count)
-            found99 = round(m.recall_by_family_at_p99.get(family, 0.0) * count)
-            cells.append(f"{found} · {found99}")
-        table.add_row(family, str(count), *cells)
-    return table
-
-
 @app.command("evaluate")
 def evaluate_command(
     bench_dir: Path = typer.Argument(..., help="A set made by `lookalike make-benchmark`."),
@@ -338,62 +151,44 @@ def evaluate_command(
 ) -> None:
     """Measure the model (and peers) on a benchmark set: quality, speed, CPU and memory."""
     from lookalike.evaluate import (
-        MODEL_SYSTEM,
         PEERS,
-        evaluate_hash,
-        evaluate_model,
+        benchmark_counts,
+        check_systems,
+        comparison_table,
+        evaluate_systems,
+        evaluation_payload,
+        families_table,
         load_truth,
-        plot_files,
-        require_plotting,
-        write_plots,
+        model_payload,
+        print_table,
     )
-    from lookalike.evaluate.peers import get_peer
-    from lookalike.model import fingerprint
 
     names = _split(peers)
     unknown = [n for n in names if n not in PEERS]
     if unknown:
         raise fail(f"unknown peer {unknown[0]!r}; expected some of {', '.join(PEERS)}")
     progress = _progress(json_output)
+
+    def on_start(name: str, total: int) -> Callable[[int], None]:
+        return _advancer(progress, progress.add_task(name, total=total))
+
     with user_errors():
-        for name in names:
-            get_peer(name)
-        if plots is not None:
-            require_plotting()
-            clash = [n for n in plot_files([MODEL_SYSTEM, *names]) if (plots / n).exists()]
-            if clash:
-                raise FileExistsError(f"{plots / clash[0]} already exists; choose another folder")
+        check_systems(names, plots)
         truth = load_truth(bench_dir)
         loaded = load_model_option(model)
-        total = len(truth.images)
         with progress:
-            task = progress.add_task(MODEL_SYSTEM, total=total)
-            evaluations = [
-                evaluate_model(
-                    truth,
-                    loaded,
-                    min_similarity=min_similarity,
-                    workers=workers,
-                    on_progress=_advancer(progress, task),
-                )
-            ]
-            for name in names:
-                task = progress.add_task(name, total=total)
-                evaluations.append(
-                    evaluate_hash(
-                        truth,
-                        name,
-                        workers=workers,
-                        on_progress=_advancer(progress, task),
-                    )
-                )
-        written = write_plots(evaluations, plots) if plots is not None else []
-    if json_output:
-        print_json(
-            evaluation_payload(
-                evaluations, truth, {"id": loaded.model_id, "fingerprint": fingerprint(loaded)}
+            comparison = evaluate_systems(
+                truth,
+                loaded,
+                names,
+                min_similarity=min_similarity,
+                workers=workers,
+                plots=plots,
+                on_start=on_start,
             )
-        )
+    evaluations = comparison.evaluations
+    if json_output:
+        print_json(evaluation_payload(evaluations, truth, model_payload(loaded)))
         return
     counts = benchmark_counts(truth)
     out = stdout()
@@ -407,7 +202,7 @@ def evaluate_command(
     )
     if not SETTINGS.quiet:
         print_table(out, families_table(evaluations))
-    for path in written:
+    for path in comparison.plots:
         stderr().print(f"wrote {path}")
 
 
@@ -423,9 +218,9 @@ def calibrate_command(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Choose min_similarity on a calibration set for a target pair precision."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    from lookalike.evaluate import calibrate_model, load_truth
+    from lookalike.evaluate import calibrate_model, calibration_payload, load_truth
     from lookalike.model import save_model
     from lookalike.verify import VerifyConfig
 
@@ -438,15 +233,8 @@ def calibrate_command(
             loaded, load_truth(bench_dir), target_precision=precision
         )
         save_model(calibrated, out)
-    payload = {
-        "schema_version": 1,
-        "checkpoint": str(out),
-        **asdict(calibrated.calibration),
-        "recall_at_p99": result.metrics.recall_at_p99,
-        "verify": asdict(calibrated.verify) if calibrated.verify else None,
-    }
     if json_output:
-        print_json(payload)
+        print_json(calibration_payload(calibrated, result, out))
         return
     stdout().print(
         f"min_similarity {calibrated.min_similarity:.4f} "

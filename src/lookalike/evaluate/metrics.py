@@ -12,7 +12,7 @@ import numpy as np
 
 from lookalike.augment import FAMILIES
 from lookalike.model import Calibration
-from lookalike.records import Curves, Metrics
+from lookalike.records import Curves, Metrics, OperatingPoint
 
 HISTOGRAM_BINS = 100
 """Bins over [0, 1] of the score histograms (plots only; no metric uses them)."""
@@ -183,7 +183,6 @@ class ScoreTally:
         images: int = 0,
         cpu_util: float = 0.0,
         peak_rss_mb: float = 0.0,
-        extra: dict[str, float] | None = None,
     ) -> Metrics:
         """Every quality figure of the system, plus the cost figures it is given."""
         found = self.positives >= self.min_score
@@ -205,8 +204,8 @@ class ScoreTally:
             f1=_ratio(2 * precision * recall, precision + recall),
             recall_by_family={f: float(found[m].mean()) for f, m in by_family.items()},
             positives_by_family={f: int(m.sum()) for f, m in by_family.items()},
-            recall_at_p99=r99,
-            recall_at_p999=r999,
+            at_p99=OperatingPoint(0.99, r99, cut99),
+            at_p999=OperatingPoint(0.999, r999, cut999),
             recall_by_family_at_p99={
                 f: float((self.positives[m] >= cut99).mean()) for f, m in by_family.items()
             },
@@ -216,13 +215,8 @@ class ScoreTally:
             images_per_s=_ratio(images, seconds),
             cpu_util=cpu_util,
             peak_rss_mb=peak_rss_mb,
-            extra={
-                "min_score": self.min_score,
-                "min_score_at_p99": cut99,
-                "min_score_at_p999": cut999,
-                "seconds_per_image": _ratio(seconds, images),
-                **(extra or {}),
-            },
+            min_score=self.min_score,
+            images=images,
         )
 
     def curves(self, system: str) -> Curves:

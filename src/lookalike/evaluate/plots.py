@@ -130,7 +130,7 @@ def _scores(plt: Any, evaluation: Evaluation, path: Path) -> None:
         total = max(1, sum(counts))
         ax.stairs(np.array(counts) / total, edges, label=f"{label} ({sum(counts):,})", fill=False)
     ax.axvline(
-        metrics.extra["min_score"],
+        metrics.min_score,
         color="black",
         linestyle="--",
         linewidth=0.8,

@@ -20,7 +20,7 @@ from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
 from lookalike.evaluate.scoring import tally_pairs
 from lookalike.io import load_image
 from lookalike.model import Calibration, Model
-from lookalike.records import Evaluation, Truth
+from lookalike.records import Evaluation, OperatingPoint, Truth
 
 MODEL_SYSTEM = "lookalike"
 """The model's name in reports."""
@@ -127,7 +127,6 @@ def _finish(
     min_score: float,
     valid: np.ndarray,
     cost: Cost,
-    extra: dict[str, float],
 ) -> Evaluation:
     began = time.perf_counter()
     tally = tally_pairs(layout, scorer, min_score, valid=valid)
@@ -141,15 +140,15 @@ def _finish(
         images=len(layout.paths),
         cpu_util=cost.cpu_util,
         peak_rss_mb=cost.peak_rss_mb,
-        extra={
-            "images": float(len(layout.paths)),
-            "unreadable": float((~valid).sum()),
-            "cpu_seconds": cost.cpu_seconds,
-            "scoring_seconds": time.perf_counter() - began,
-            **extra,
-        },
     )
-    metrics = replace(metrics, sibling_pairs=len(siblings), sibling_fp=sibling_fp)
+    metrics = replace(
+        metrics,
+        unreadable=int((~valid).sum()),
+        cpu_seconds=cost.cpu_seconds,
+        scoring_seconds=time.perf_counter() - began,
+        sibling_pairs=len(siblings),
+        sibling_fp=sibling_fp,
+    )
     return Evaluation(metrics, tally.curves(system))
 
 
@@ -167,7 +166,7 @@ def evaluate_model(
     The decision is similarity >= `min_similarity` (default: the model's calibrated
     value). `seconds`, `images_per_s`, `cpu_util` and `peak_rss_mb` cover decoding and
     embedding; the evaluation's own all-pairs scoring is reported apart as
-    `extra["scoring_seconds"]`.
+    `scoring_seconds`.
 
     >>> evaluate_model("bench", load_model()).metrics.recall_at_p99
     """
@@ -188,8 +187,9 @@ def evaluate_model(
         scores = model.similarity_matrix(vectors[rows], vectors[cols])
         return refined.apply(rows, cols, scores)
 
-    extra = {"min_similarity": cut, "verified_pairs": float(refined.count)}
-    return _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost, extra)
+    evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
+    metrics = replace(evaluation.metrics, min_similarity=cut, verified_pairs=refined.count)
+    return replace(evaluation, metrics=metrics)
 
 
 @dataclass
@@ -260,16 +260,23 @@ def evaluate_hash(
         1.0 - limit / peer.bits,
         hashes.valid,
         monitor.cost,
-        {"max_distance": float(limit), "bits": float(peer.bits)},
     )
-    extra = dict(evaluation.metrics.extra)
-    for target in ("p99", "p999"):
-        cut = extra[f"min_score_at_{target}"]
-        # Back to the peer's own unit; NaN when no cut-off reaches the precision.
-        extra[f"max_distance_at_{target}"] = (
-            round((1.0 - cut) * peer.bits) if np.isfinite(cut) else float("nan")
-        )
-    return replace(evaluation, metrics=replace(evaluation.metrics, extra=extra))
+    metrics = evaluation.metrics
+    metrics = replace(
+        metrics,
+        max_distance=limit,
+        bits=peer.bits,
+        at_p99=_in_bits(metrics.at_p99, peer.bits),
+        at_p999=_in_bits(metrics.at_p999, peer.bits),
+    )
+    return replace(evaluation, metrics=metrics)
+
+
+def _in_bits(point: OperatingPoint, bits: int) -> OperatingPoint:
+    """The operating point with its cut-off also in the peer's own unit (Hamming distance);
+    None when no cut-off reaches the precision."""
+    cut = point.min_score
+    return replace(point, max_distance=round((1.0 - cut) * bits) if np.isfinite(cut) else None)
 
 
 def calibrate_model(
@@ -290,16 +297,16 @@ def calibrate_model(
     verify = model.verify
     if verify is not None:
         plain = evaluate_model(truth, replace(model, verify=None), workers=workers)
-        confident = plain.metrics.extra["min_score_at_p99"]
+        confident = plain.metrics.at_p99.min_score
         verify = replace(verify, confident_similarity=min(1.0, float(confident)))
         model = replace(model, verify=verify)
     if target_precision not in (0.99, 0.999):
         raise ValueError("target_precision must be 0.99 or 0.999")
     result = evaluate_model(truth, model, workers=workers)
     strict = target_precision == 0.999
-    found = result.metrics.extra["min_score_at_p999" if strict else "min_score_at_p99"]
-    recall = result.metrics.recall_at_p999 if strict else result.metrics.recall_at_p99
-    cut = float(found) if np.isfinite(found) else 1.0
+    point = result.metrics.at_p999 if strict else result.metrics.at_p99
+    recall = point.recall
+    cut = float(point.min_score) if np.isfinite(point.min_score) else 1.0
     calibration = Calibration(
         min_similarity=cut,
         method=(
