@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from lookalike.train import TrainConfig, photo_paths, train_model
+from lookalike.records import EpochLog
+from lookalike.train import EpochStats, TrainConfig, photo_paths, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,15 +48,15 @@ def main() -> int:
             }
     began = time.time()
 
-    def report(log, extra) -> None:  # type: ignore[no-untyped-def]
+    def report(log: EpochLog, stats: EpochStats) -> None:
         print(
             json.dumps(
                 {
                     "epoch": log.epoch,
                     "loss": round(log.loss, 4),
                     "val_loss": round(log.val_loss, 4),
-                    "val_recall_at_p99": round(extra["val_recall_at_p99"], 4),
-                    "lr": extra["lr"],
+                    "val_recall_at_p99": round(stats.val_recall_at_p99, 4),
+                    "lr": stats.lr,
                     "epoch_seconds": round(log.seconds, 1),
                     "elapsed_minutes": round((time.time() - began) / 60, 1),
                 }

@@ -395,7 +395,7 @@ def test_margin_loss_trains(photos: list[Path], tmp_path: Path) -> None:
 def test_explicit_validation_photos_stay_out_of_training(
     photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lookalike.train as train_module
+    import lookalike.train.loop as train_module
 
     loaded: list[list[Path]] = []
     real = train_module.load_photos

@@ -85,11 +85,11 @@ def train(
     log: Path | None = typer.Option(None, "--log", help="Also write epoch lines (JSONL) here."),
 ) -> None:
     """Train a Siamese model; prints loss and val_loss for every epoch."""
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lookalike.train import TrainConfig, photo_paths, train_model
+    from lookalike.train import EpochStats, TrainConfig, photo_paths, train_model
 
     if not photo_dir.is_dir():
         raise fail(f"not a folder: {photo_dir}")
@@ -124,11 +124,11 @@ def train(
     def on_step(epoch: int, step: int, loss: float) -> None:
         progress.update(task, advance=1, epoch=epoch + 1, loss=loss)
 
-    def on_epoch(entry: EpochLog, extra: dict[str, float]) -> None:
+    def on_epoch(entry: EpochLog, stats: EpochStats) -> None:
         line = (
             f"epoch {entry.epoch + 1}/{cfg.epochs}  loss {entry.loss:.4f}  "
             f"val_loss {entry.val_loss:.4f}  val_recall@p0.99 "
-            f"{extra['val_recall_at_p99']:.4f}  ({entry.seconds:.0f}s)"
+            f"{stats.val_recall_at_p99:.4f}  ({entry.seconds:.0f}s)"
         )
         progress.console.print(line) if progress.live.is_started else stdout().print(line)
         if log_file:
@@ -138,7 +138,7 @@ def train(
                         "epoch": entry.epoch + 1,
                         "loss": entry.loss,
                         "val_loss": entry.val_loss,
-                        **extra,
+                        **asdict(stats),
                     }
                 )
                 + "\n"

@@ -1,0 +1,67 @@
+"""The settings that decide a training run (saved with its checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lookalike.model import EncoderConfig, Preprocess
+from lookalike.verify import VerifyConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (saved with its checkpoints)."""
+
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    batch_photos: int = 96
+    synthetic_per_batch: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    loss: str = "ntxent"
+    temperature: float = 0.05
+    margin: float = 0.5
+    koleo_weight: float = 0.3
+    tiles_per_photo: int = 4
+    composites_per_batch: int = 0
+    """Backgrounds per batch each given two different pasted subjects (two negatives that
+    share a place, not a subject: see `augment.composite`)."""
+    place_share: float = 0.0
+    """Chance that a photo with a known place (`photo_places`) brings up to
+    `place_photos` others of that place into its batch: different subjects, one background."""
+    place_photos: int = 6
+    tile_min_side: int = 200
+    cache_side: int = 320
+    max_stacked_edits: int = 3
+    anchor_edit_prob: float = 0.3
+    val_fraction: float = 0.12
+    val_edits_per_photo: int = 16
+    seed: int = 0
+    threads: int = 2
+    workers: int = 1
+    model_id: str = "lookalike-custom"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    verify: VerifyConfig | None = None
+    """Geometric verification saved with the model (calibrate it afterwards)."""
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        """Read a config file (JSON object whose keys are this class's fields)."""
+        raw = json.loads(Path(path).read_text())
+        enc = raw.pop("encoder", {})
+        pre = raw.pop("preprocess", {})
+        verify = raw.pop("verify", None)
+        for key in ("widths", "depths"):
+            if key in enc:
+                enc[key] = tuple(enc[key])
+        return cls(
+            **raw,
+            encoder=EncoderConfig(**enc),
+            preprocess=Preprocess(**pre),
+            verify=VerifyConfig(**verify) if verify is not None else None,
+        )
