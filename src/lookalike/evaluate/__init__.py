@@ -5,13 +5,7 @@
 >>> evaluate_hash("bench", "phash").metrics.recall_at_p99
 """
 
-from lookalike.evaluate.benchmark import (
-    BenchmarkError,
-    load_truth,
-    make_benchmark,
-    pair_layout,
-    read_photo_list,
-)
+from lookalike.evaluate.benchmark import make_benchmark, read_photo_list
 from lookalike.evaluate.compare import Comparison, check_systems, evaluate_systems
 from lookalike.evaluate.metrics import (
     ScoreTally,
@@ -39,6 +33,7 @@ from lookalike.evaluate.run import (
 )
 from lookalike.evaluate.scoring import tally_pairs
 from lookalike.evaluate.tables import comparison_table, families_table, print_table
+from lookalike.evaluate.truth import BenchmarkError, load_truth, pair_layout
 
 __all__ = [
     "JSON_SCHEMA",

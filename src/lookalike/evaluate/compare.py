@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lookalike.evaluate.benchmark import load_truth
 from lookalike.evaluate.peers import get_peer
 from lookalike.evaluate.plots import plot_files, require_plotting, write_plots
 from lookalike.evaluate.run import MODEL_SYSTEM, evaluate_hash, evaluate_model
+from lookalike.evaluate.truth import load_truth
 from lookalike.model import Model
 from lookalike.records import Evaluation, Truth
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from lookalike.evaluate.benchmark import pair_layout
+from lookalike.evaluate.truth import pair_layout
 from lookalike.model import Model, fingerprint
 from lookalike.records import Evaluation, Metrics, Truth
 

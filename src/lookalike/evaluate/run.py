@@ -15,9 +15,9 @@ import psutil
 
 from lookalike.candidates import candidate_scores
 from lookalike.embed import embed_all
-from lookalike.evaluate.benchmark import PairLayout, load_truth, pair_layout
 from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
 from lookalike.evaluate.scoring import tally_pairs
+from lookalike.evaluate.truth import PairLayout, load_truth, pair_layout
 from lookalike.io import load_image
 from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, OperatingPoint, Truth

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lookalike.evaluate.benchmark import PairLayout
 from lookalike.evaluate.metrics import ScoreTally
+from lookalike.evaluate.truth import PairLayout
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Scores of images `rows` x images `cols` (index arrays), higher = more alike."""
