@@ -9,13 +9,8 @@ imports it, and this package imports it only when a job runs.
 >>> pairs = find_pairs_sharded(shard_files("photos.shards"), min_similarity=0.9)
 """
 
-from lookalike.distributed.pipeline import (
-    DistributedError,
-    RayEmbedder,
-    embed_to_shards,
-    ray_cluster,
-    read_batches,
-)
+from lookalike.distributed.cluster import DistributedError, ray_cluster
+from lookalike.distributed.pipeline import RayEmbedder, embed_to_shards, read_batches
 from lookalike.distributed.search import find_pairs_sharded, shard_offsets
 from lookalike.distributed.shards import (
     Manifest,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,159 +21,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.distributed.cluster import DistributedError, ray_cluster, require_ray
+from lookalike.distributed.decode import Decode, _decode_batch
 from lookalike.distributed.shards import shard_files, shard_table, write_manifest
-from lookalike.embed import EmbeddedBatch, Prepared, prepare_file
-from lookalike.errors import LookalikeError
+from lookalike.embed import EmbeddedBatch, prepare_file
 from lookalike.io import error_kind
-from lookalike.model import Model, Preprocess
+from lookalike.model import Model
 from lookalike.records import FileError
-
-Decode = Callable[[int, str, Preprocess], Prepared]
-"""Decodes one file for the encoder, like `lookalike.embed.prepare_file`."""
 
 FILES_PER_TASK = 256
 """Files per input block: the unit of work a decode task takes (and retries)."""
 
 SHARD_ROWS = 100_000
 """Rows written per Parquet shard at least (when a job has that many): ~80 MB at 128-d."""
-
-
-class DistributedError(LookalikeError):
-    """Ray is missing, a cluster cannot be reached, or a distributed job failed."""
-
-
-def require_ray() -> ModuleType:
-    """The `ray` module, or DistributedError saying how to install it."""
-    try:
-        import ray
-        import ray.data  # a separate extra of ray: `ray[data]`
-    except ImportError:
-        raise DistributedError(
-            "the ray engine needs Ray Data: pip install 'lookalike[ray]'"
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast on a `host:port` nobody listens on (Ray itself retries for minutes)."""
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
-        return  # "auto", "ray://...": left to Ray
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise DistributedError(
-            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
-            "start it with `ray start --head` or check the address"
-        ) from None
-
-
-@contextlib.contextmanager
-def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[ModuleType]:
-    """Use the Ray instance already running in this process, or connect to one.
-
-    Without `address` a local Ray instance is started (on `num_cpus` cores, default
-    all) and stopped again on exit; with one (`host:port`, `auto`, `ray://host:10001`)
-    the existing cluster is joined and left running. A `host:port` nobody listens on
-    is a DistributedError at once.
-    """
-    ray = require_ray()
-    if address:
-        _check_reachable(address)
-    if ray.is_initialized():
-        yield ray
-        return
-    try:
-        ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"reach the Ray cluster at {address}" if address else "start Ray here"
-        raise DistributedError(f"cannot {where}: {exc}") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-class _Journal:
-    """What a decode batch was doing when its worker died, kept next to the shards.
-
-    Ray runs the batch again after a worker dies. The first retry records each file
-    before decoding it, so if that retry dies too, the file it was on is known: the
-    next retry makes it an error row instead of decoding it again (a file that crashes
-    the decoder can never stall the job). A finished batch removes its record.
-    """
-
-    def __init__(self, folder: str, first: int) -> None:
-        self.path = Path(folder) / f"batch-{first}.json"
-        try:
-            state = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            state = {}
-        self.attempt = int(state.get("attempt", 0)) + 1
-        self.poison = {int(i) for i in state.get("poison", [])}
-        if state.get("current") is not None:
-            self.poison.add(int(state["current"]))
-        self.careful = self.attempt > 1
-        self.write(None)
-
-    def write(self, current: int | None) -> None:
-        """Record the attempt, the files known to crash, and the file being decoded."""
-        state = {"attempt": self.attempt, "poison": sorted(self.poison), "current": current}
-        with contextlib.suppress(OSError):  # no record: Ray still retries, only less wisely
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + ".partial")
-            partial.write_text(json.dumps(state))
-            partial.replace(self.path)
-
-    def done(self) -> None:
-        """The batch finished: forget it."""
-        self.path.unlink(missing_ok=True)
-
-
-CRASHED = "the decoder crashed on this file (its worker died twice)"
-
-
-def _decode_batch(
-    batch: dict[str, np.ndarray], preprocess: Preprocess, decode: Decode, journal: str
-) -> dict[str, np.ndarray]:
-    """Decode a batch of files; a file that cannot be read becomes an error, never a raise."""
-    n = len(batch["index"])
-    side = preprocess.input_size
-    pixels = np.zeros((n, side, side, 3), dtype=np.uint8)
-    width = np.zeros(n, dtype=np.int32)
-    height = np.zeros(n, dtype=np.int32)
-    errors: list[str] = []
-    record = _Journal(journal, int(batch["index"][0]))
-    for k, (index, path) in enumerate(zip(batch["index"].tolist(), batch["path"], strict=True)):
-        if index in record.poison:
-            errors.append(CRASHED)
-            continue
-        if record.careful:
-            record.write(index)
-        try:
-            prepared = decode(index, str(path), preprocess)
-        except Exception as exc:  # a decoder bug must not end the job
-            prepared = Prepared(index, None, error=f"unexpected decoder failure ({exc!r})")
-        if prepared.pixels is None:
-            errors.append(prepared.error or "unreadable")
-        else:
-            pixels[k], width[k], height[k] = prepared.pixels, prepared.width, prepared.height
-            errors.append("")
-    record.done()
-    return {
-        "index": batch["index"],
-        "path": batch["path"],
-        "pixels": pixels,
-        "width": width,
-        "height": height,
-        "error": np.array(errors, dtype=object),
-    }
 
 
 class _EmbedBatches:

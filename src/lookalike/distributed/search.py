@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from lookalike.distributed.pipeline import DistributedError, require_ray
+from lookalike.distributed.cluster import DistributedError, require_ray
 from lookalike.distributed.shards import ShardError, iter_vectors, vector_rows
 from lookalike.index import EXACT_LIMIT, Neighbours, build_search
 from lookalike.index.search import DEFAULT_NPROBE
