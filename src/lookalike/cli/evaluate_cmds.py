@@ -1,4 +1,4 @@
-"""Commands that measure: make-benchmark, evaluate."""
+"""Commands that measure: make-benchmark, evaluate, calibrate."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 """
 
 from lookalike.evaluate.benchmark import make_benchmark, read_photo_list
-from lookalike.evaluate.compare import Comparison, check_systems, evaluate_systems
+from lookalike.evaluate.compare import EvaluationRun, check_systems, evaluate_systems
 from lookalike.evaluate.metrics import (
     ScoreTally,
     calibrate_min_similarity,
@@ -41,7 +41,7 @@ __all__ = [
     "MODEL_SYSTEM",
     "PEERS",
     "BenchmarkError",
-    "Comparison",
+    "EvaluationRun",
     "PeerUnavailable",
     "PlotsUnavailable",
     "ResourceMonitor",

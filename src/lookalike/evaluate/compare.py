@@ -20,7 +20,7 @@ callback (images done since the last call)."""
 
 
 @dataclass(frozen=True)
-class Comparison:
+class EvaluationRun:
     """The model first, then each peer, measured on one set."""
 
     truth: Truth
@@ -52,7 +52,7 @@ def evaluate_systems(
     workers: int | None = None,
     plots: str | os.PathLike[str] | None = None,
     on_start: OnStart | None = None,
-) -> Comparison:
+) -> EvaluationRun:
     """Evaluate the model, then each peer hash, on one set; write plots if asked.
 
     >>> evaluate_systems("bench", load_model(), ["phash", "pdq"]).evaluations[1].metrics.recall
@@ -76,4 +76,4 @@ def evaluate_systems(
     for name in peers:
         evaluations.append(evaluate_hash(truth, name, workers=workers, on_progress=progress(name)))
     written = write_plots(evaluations, plots) if plots is not None else []
-    return Comparison(truth, tuple(evaluations), tuple(written))
+    return EvaluationRun(truth, tuple(evaluations), tuple(written))
