@@ -57,3 +57,30 @@ def mosaic_photo(seed: int, size: tuple[int, int] = (320, 240), regions: int = 1
         pixels[inside] = texture(rng, h, w)[inside]
     shading = 1 + 0.15 * smooth(rng, h, w, 80)[..., None]
     return finish(pixels * shading, rng)
+
+
+def second_shot(photo: Image.Image, seed: int, shift: float = 8.0, cell: int = 100) -> Image.Image:
+    """The same scene shot again: every part displaced a little, each its own way (a
+    smooth random displacement of about `shift` pixels), as when a garment is laid again
+    or the camera moves in front of something that is not flat. No single homography
+    maps one shot onto the other."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = photo.size
+    dx, dy = (shift * smooth(rng, h, w, cell) for _ in range(2))
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    moved = cv2.remap(
+        np.asarray(photo.convert("RGB")),
+        x + dx.astype(np.float32),
+        y + dy.astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    return Image.fromarray(moved)
+
+
+def scene_photo(seed: int) -> Image.Image:
+    """A mosaic photo softened as real textures are (fabric, floors): content that still
+    agrees when a second shot displaces it by a few pixels."""
+    return mosaic_photo(seed).filter(ImageFilter.GaussianBlur(2))

@@ -56,7 +56,15 @@ def test_scan_json_follows_the_documented_schema(
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"schema_version", "pairs", "groups", "errors", "stats"}
+    assert set(doc) == {
+        "schema_version",
+        "pairs",
+        "groups",
+        "near_duplicate_shots",
+        "errors",
+        "stats",
+    }
+    assert doc["near_duplicate_shots"] == []  # found by verification only
     assert doc["schema_version"] == 1
     assert set(doc["stats"]) == {
         "files",

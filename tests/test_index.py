@@ -94,7 +94,7 @@ def test_new_verification_settings_drop_verified_similarities_but_keep_embedding
     with build_index(path, checked) as index:
         with index.transaction() as conn:
             conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('h', x'00000000')")
-        index.store_verified([("a", "b", 0.999, 30, 0.8)])
+        index.store_verified([("a", "b", 0.999, 30, 0.8, False)])
     with build_index(path, replace(checked, verify=None)) as index:  # --no-verify keeps them
         assert index.verified() == {("a", "b"): 0.999}
     with build_index(path, checked) as index:  # the same rule: still valid

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -9,16 +11,22 @@ from PIL import Image, ImageOps
 from conftest import make_picture
 from lookalike.augment import apply_edit, composite
 from lookalike.verify import (
+    AGREES,
+    SHOT,
     VerifyConfig,
     content_disagreement,
     count_inliers,
     extract_keypoints,
     fuse_similarity,
+    judge_match,
     match_keypoints,
     nearest_two,
+    residual_motion,
     single_threaded_search,
     verified_inliers,
+    verified_match,
 )
+from photo_support import scene_photo, second_shot
 
 CONFIG = VerifyConfig()
 CHECKED = VerifyConfig(max_disagreement=0.2, max_centre_disagreement=0.3)
@@ -122,7 +130,6 @@ def test_fusion_is_monotone_and_bounded() -> None:
 
 
 def test_model_refine_raises_a_verified_copy(tiny_model) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
 
     model = replace(tiny_model, verify=CONFIG)
     images = [_photo(9), apply_edit(_photo(9), "crop", seed=1, strength=0.4), _photo(10)]
@@ -159,7 +166,6 @@ def _crowded_layout() -> tuple[np.ndarray, list[Image.Image]]:
 
 
 def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
 
     from lookalike.candidates import candidate_scores
     from lookalike.index import nearest_of
@@ -186,7 +192,6 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from collections import Counter
-    from dataclasses import replace
 
     from lookalike import candidates as pairs_module
 
@@ -206,7 +211,7 @@ def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     monkeypatch.setattr(pairs_module, "CHUNK", 2)
     seen: list[tuple[int, int]] = []
     chunked = pairs_module.verify_pairs(
-        model, pairs, raw, load, on_chunk=lambda p, _s, _n, _c: seen.extend(map(tuple, p.tolist()))
+        model, pairs, raw, load, on_chunk=lambda p, _s, _m: seen.extend(map(tuple, p.tolist()))
     )
     assert np.allclose(chunked, whole)
     assert sorted(seen) == sorted(map(tuple, pairs.tolist()))
@@ -219,7 +224,6 @@ def test_keypoints_carry_over_to_a_later_round_within_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from collections import Counter
-    from dataclasses import replace
 
     from lookalike import candidates as pairs_module
 
@@ -332,3 +336,41 @@ def test_a_match_on_the_background_alone_leaves_the_centre_out() -> None:
     strict = VerifyConfig(min_centre_inlier_share=0.02)
     assert verified_inliers(first, None, second, strict) == 0
     assert verified_inliers(first, None, copy, strict) > 0
+
+
+SHIPPED_CHECKS = VerifyConfig(
+    max_disagreement=0.25,
+    max_centre_disagreement=0.5,
+    content_min_correlation=0.3,
+    min_centre_inlier_share=0.02,
+)
+
+
+@pytest.mark.parametrize("family", ["crop", "rotation", "angle", "border", "jpeg", "overlay"])
+def test_an_edited_copy_moves_as_one_picture(family: str) -> None:
+    """Once aligned by the homography, nothing of a copy is left moving."""
+    photo = _photo(1)
+    edited = apply_edit(photo, family, seed=5, strength=0.5)
+    a, b = extract_keypoints(photo, CONFIG), extract_keypoints(edited, CONFIG)
+    found = match_keypoints(a, b, CONFIG)
+    assert found is not None
+    assert residual_motion(a, b, found.homography) < 4.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_second_shot_of_one_scene_is_a_shot_not_a_copy(seed: int) -> None:
+    """The scene shot again (parts displaced ~8 px): keypoints match and the content
+    agrees, but parts still move once aligned; with `max_motion` set, it is a shot."""
+    photo = scene_photo(seed)
+    again = second_shot(photo, seed + 50)
+    a, b = extract_keypoints(photo, CONFIG), extract_keypoints(again, CONFIG)
+    found = match_keypoints(a, b, CONFIG)
+    assert found is not None
+    assert residual_motion(a, b, found.homography) > 5.0
+    sure = replace(SHIPPED_CHECKS, max_motion=5.0)
+    assert judge_match(a, b, sure)[1] == SHOT
+    assert judge_match(a, b, SHIPPED_CHECKS)[1] == AGREES  # without the check: counted
+    verdict = verified_match(a, None, b, sure)
+    assert verdict.shot and verdict.inliers == 0 and verdict.coverage > 0.1
+    copy = extract_keypoints(apply_edit(photo, "jpeg", seed=seed), CONFIG)
+    assert verified_match(a, None, copy, sure).inliers > 0  # a copy still counts

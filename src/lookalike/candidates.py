@@ -21,7 +21,7 @@ from PIL import Image
 from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.model import Model
 from lookalike.score import cosine_from_similarity, needs_verification
-from lookalike.verify import Keypoints, fuse_similarity
+from lookalike.verify import Keypoints, Matches, fuse_similarity
 
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
@@ -87,7 +87,7 @@ def candidate_scores(
     *,
     search: faiss.Index | None = None,
     reuse: Pairs | None = None,
-    on_verified: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Pairs:
     """Verified similarity of every candidate pair; empty without a verify config.
@@ -95,7 +95,7 @@ def candidate_scores(
     Round one verifies each row's ambiguous nearest neighbours; round two those of the
     pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
     `reuse` holds similarities verified before (not verified again), `on_verified(pairs,
-    similarities, matches, coverage)` receives new ones as they come, `on_progress(done,
+    similarities, matches)` receives new ones as they come, `on_progress(done,
     total)` counts pairs (the total grows when round two starts).
     """
     config = model.verify
@@ -122,14 +122,12 @@ def candidate_scores(
         if on_progress:
             on_progress(done, total)
 
-        def chunk_done(
-            chunk: np.ndarray, fused: np.ndarray, matches: np.ndarray, coverage: np.ndarray
-        ) -> None:
+        def chunk_done(chunk: np.ndarray, fused: np.ndarray, matches: Matches) -> None:
             nonlocal done
             done += len(chunk)
             scores.update(zip(map(tuple, chunk.tolist()), fused.tolist(), strict=True))
             if on_verified:
-                on_verified(chunk, fused, matches, coverage)
+                on_verified(chunk, fused, matches)
             if on_progress:
                 on_progress(done, total)
 
@@ -154,7 +152,7 @@ def verify_pairs(
     raw: np.ndarray,
     load: Callable[[int], Image.Image],
     *,
-    on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    on_chunk: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     cache: dict[tuple[int, bool], Keypoints] | None = None,
 ) -> np.ndarray:
     """Verified similarities of `pairs`, computed CHUNK pairs at a time.
@@ -163,7 +161,7 @@ def verify_pairs(
     close together; its keypoints are kept at least until its last chunk (at most
     KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
     `cache` (by image and side) carries keypoints from one call to the next, within
-    that bound. `on_chunk(pairs, similarities, matches, coverage)` runs after each chunk
+    that bound. `on_chunk(pairs, similarities, matches)` runs after each chunk
     (to store them as they come).
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
@@ -175,9 +173,9 @@ def verify_pairs(
     cache = {} if cache is None else cache
     for chunk, start in enumerate(range(0, len(order), CHUNK)):
         rows = order[start : start + CHUNK]
-        matches, coverage = model.match_counts(load, pairs[rows], cache=cache)
+        matches = model.match_counts(load, pairs[rows], cache=cache)
         if model.verify is not None:
-            fused[rows] = fuse_similarity(fused[rows], matches, model.verify)
+            fused[rows] = fuse_similarity(fused[rows], matches.counts, model.verify)
         if len(cache) > 2 * KEYPOINT_CACHE:
             # Over the bound: first images this call needs no more (or never needed),
             # then the oldest (a wide graph). Under it, keypoints stay for a later round.
@@ -186,7 +184,7 @@ def verify_pairs(
             while len(cache) > 2 * KEYPOINT_CACHE:
                 del cache[next(iter(cache))]
         if on_chunk:
-            on_chunk(pairs[rows], fused[rows], matches, coverage)
+            on_chunk(pairs[rows], fused[rows], matches)
     return fused
 
 

@@ -70,6 +70,20 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Shot:
+    """Two photos of one scene (a near-duplicate shot): local features match and the
+    content agrees, but parts of it moved between the shots, so neither is an edited copy
+    of the other. Shown for review; never put in a group or selected for removal."""
+
+    a: Path
+    b: Path
+    similarity: float
+    """The CNN's similarity (verification did not raise it)."""
+    coverage: float
+    """How much of the pictures the match covers."""
+
+
+@dataclass(frozen=True)
 class Traits:
     """What the `best` keep policy measures in one picture (lookalike.scan.keepers)."""
 
@@ -316,6 +330,8 @@ class ScanResult:
     model: str
     index: Path | None
     """The index file the result is kept in (None: none was kept, see find_duplicates)."""
+    shots: tuple[Shot, ...] = ()
+    """Near-duplicate shots: pairs of photos of one scene, not copies (never in groups)."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +408,7 @@ class Evidence:
 
     verdict: str
     """"agrees" (the match counts), or why not: "no match", "content differs", "misses
-    the centre"."""
+    the centre", "separate shot" (two shots of one scene: a near-duplicate shot)."""
     inliers: int
     """Matches consistent with the homography (0 without one)."""
     mirrored: bool

@@ -35,7 +35,8 @@ def _score(value: float) -> float:
 
 
 def scan_payload(result: ScanResult) -> dict[str, Any]:
-    """The `--json-out` document: pairs, groups, errors and stats, paths as given."""
+    """The `--json-out` document: pairs, groups, near-duplicate shots (photos of one scene,
+    never in a group), errors and stats, paths as given."""
     stats = result.stats
     return {
         "schema_version": JSON_SCHEMA,
@@ -67,6 +68,15 @@ def scan_payload(result: ScanResult) -> dict[str, Any]:
                 ],
             }
             for g in result.groups
+        ],
+        "near_duplicate_shots": [
+            {
+                "a": str(t.a),
+                "b": str(t.b),
+                "similarity": _score(t.similarity),
+                "coverage": round(t.coverage, 3),
+            }
+            for t in result.shots
         ],
         "errors": [{"path": str(e.path), "reason": e.reason} for e in result.errors],
         "stats": {
@@ -230,8 +240,9 @@ def write_html(
     thumb_size: int = 160,
     workers: int | None = None,
 ) -> Path:
-    """Write the report: index.html (first page of groups), more group pages, review and
-    error pages, and thumbnails under thumbs/. Returns the path of index.html.
+    """Write the report: index.html (first page of groups), more group pages, review,
+    near-duplicate shot and error pages, and thumbnails under thumbs/. Returns the path of
+    index.html.
 
     Each group shows its members side by side, the keeper marked, with the similarity
     of each to the keeper; pairs between the review and duplicate cut-offs get pages of
@@ -243,6 +254,7 @@ def write_html(
     review = [p for p in result.pairs if not p.duplicate]
     pictures = {m.path for g in result.groups for m in g.members}
     pictures |= {p for pair in review for p in (pair.a, pair.b)}
+    pictures |= {p for shot in result.shots for p in (shot.a, shot.b)}
     names = {p: _thumb_name(p) for p in pictures}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         made = dict(
@@ -261,12 +273,15 @@ def write_html(
     template = env.get_template("report.html")
     group_pages = max(1, math.ceil(len(result.groups) / page_size))
     review_pages = math.ceil(len(review) / page_size)
+    shot_pages = math.ceil(len(result.shots) / page_size)
     common = {
         "result": result,
         "stats": result.stats,
         "group_pages": group_pages,
         "review_pages": review_pages,
         "review_count": len(review),
+        "shot_pages": shot_pages,
+        "shot_count": len(result.shots),
         "page_name": _page_name,
     }
     for number in range(1, group_pages + 1):
@@ -292,6 +307,17 @@ def write_html(
         ]
         html = template.render(kind="review", number=number, pairs=pairs, **common)
         _atomic_text(out / _page_name("review", number), html)
+    for number in range(1, shot_pages + 1):
+        shots = result.shots[(number - 1) * page_size : number * page_size]
+        pairs = [
+            (
+                tile(t.a, 1.0, False),
+                tile(t.b, t.similarity, False, f"match over {round(100 * t.coverage)} %"),
+            )
+            for t in shots
+        ]
+        html = template.render(kind="shots", number=number, pairs=pairs, **common)
+        _atomic_text(out / _page_name("shots", number), html)
     _atomic_text(
         out / "errors.html",
         template.render(kind="errors", number=1, errors=result.errors, **common),

@@ -11,11 +11,17 @@ garments on the same carpet) match on the background. So a match must also agree
 may differ on only a small share of the overlap, and of its centre, where a photo's subject
 usually is (`content_disagreement`); and the inliers must reach that centre, not only the
 background around it (`centre_match_rate`).
+
+Agreeing content is not yet an edit either: the same garment photographed twice, moved
+between the shots, agrees too. An edited copy moves as one picture, so once aligned by the
+homography nothing is left to move; two shots of one scene leave parts that still move
+(`residual_motion`). Such a match is a *near-duplicate shot*, reported apart, not a copy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -60,6 +66,10 @@ class VerifyConfig:
     """Share of A's keypoints in the centre of the overlap that must be inliers: a match
     that leaves the centre out matched the background only (0: no check; see
     `centre_match_rate`)."""
+    max_motion: float = 0.0
+    """Largest median motion (pixels at `side`) left after aligning B onto A for an edited
+    copy; beyond it the match shows two shots of one scene (0: no check; see
+    `residual_motion`)."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -212,20 +222,10 @@ def content_disagreement(
     subjects are. (1.0, 1.0) when there is no grey copy or no overlap.
     """
     cv2 = _cv2()
-    if a.grey is None or b.grey is None:
+    aligned = _aligned(a, b, homography)
+    if aligned is None:
         return 1.0, 1.0
-    # Keypoint frames have longer side `side`; grey copies `content_side`: scale H to them.
-    fa = np.diag([a.grey.shape[1] / a.shape[1], a.grey.shape[0] / a.shape[0], 1.0])
-    fb = np.diag([b.grey.shape[1] / b.shape[1], b.grey.shape[0] / b.shape[0], 1.0])
-    small = fb @ homography @ np.linalg.inv(fa)
-    height, width = a.grey.shape
-    inverse = cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(
-        b.grey.astype(np.float32), small, (width, height), flags=cv2.INTER_LINEAR | inverse
-    )
-    inside = cv2.warpPerspective(
-        np.ones(b.grey.shape, np.uint8), small, (width, height), flags=cv2.INTER_NEAREST | inverse
-    )
+    grey, warped, inside = aligned
     window = config.content_window
     # Leave out the rim, where windows and interpolation reach outside the overlap.
     overlap = cv2.erode(inside, np.ones((window, window), np.uint8)).astype(bool)
@@ -238,7 +238,7 @@ def content_disagreement(
         inner = values[overlap]
         return (values - inner.mean()) / max(float(inner.std()), 2.0)
 
-    first, second = standard(a.grey.astype(np.float32)), standard(warped)
+    first, second = standard(grey.astype(np.float32)), standard(warped)
 
     def local(values: np.ndarray) -> np.ndarray:
         return cv2.blur(values, (window, window))
@@ -262,6 +262,62 @@ def content_disagreement(
     share = float(differs[overlap].mean())
     centre_share = float(differs[centre].mean()) if centre.any() else share
     return share, centre_share
+
+
+def _aligned(
+    a: Keypoints, b: Keypoints, homography: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A's grey copy, B's warped into A's frame by `homography` (A -> B, in keypoint
+    frames), and the overlap's mask; None without grey copies."""
+    cv2 = _cv2()
+    if a.grey is None or b.grey is None:
+        return None
+    # Keypoint frames have longer side `side`; grey copies `content_side`: scale H to them.
+    fa = np.diag([a.grey.shape[1] / a.shape[1], a.grey.shape[0] / a.shape[0], 1.0])
+    fb = np.diag([b.grey.shape[1] / b.shape[1], b.grey.shape[0] / b.shape[0], 1.0])
+    small = fb @ homography @ np.linalg.inv(fa)
+    height, width = a.grey.shape
+    inverse = cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(
+        b.grey.astype(np.float32), small, (width, height), flags=cv2.INTER_LINEAR | inverse
+    )
+    inside = cv2.warpPerspective(
+        np.ones(b.grey.shape, np.uint8), small, (width, height), flags=cv2.INTER_NEAREST | inverse
+    )
+    return a.grey, warped, inside
+
+
+def residual_motion(a: Keypoints, b: Keypoints, homography: np.ndarray) -> float:
+    """Median motion, in pixels of the keypoint frame, left between A and B once B is
+    aligned onto A by `homography` (dense optical flow over the overlap of the grey copies).
+
+    An edited copy moves as one picture: after alignment almost nothing moves (under about
+    2 pixels at side 320 for the edit families, more only for a few heavy stacks). Two
+    photos of one scene (a garment moved or laid again, the camera moved in front of
+    something that is not flat) leave whole parts moving. 0.0 without grey copies.
+    """
+    cv2 = _cv2()
+    aligned = _aligned(a, b, homography)
+    if aligned is None:
+        return 0.0
+    grey, warped, inside = aligned
+    overlap = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    if overlap.sum() < 16:
+        return 0.0
+    flow = cv2.calcOpticalFlowFarneback(
+        np.ascontiguousarray(grey, dtype=np.uint8),
+        np.clip(warped, 0, 255).astype(np.uint8),
+        None,
+        0.5,  # pyramid scale
+        2,  # levels
+        9,  # window
+        3,  # iterations
+        5,  # polynomial neighbourhood
+        1.1,  # its Gaussian
+        0,
+    )
+    motion = np.linalg.norm(flow, axis=2)[overlap]
+    return float(np.median(motion)) * a.shape[1] / grey.shape[1]
 
 
 def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, float]:
@@ -293,6 +349,37 @@ def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, 
     return rate[0], rate[1]
 
 
+class Verified(NamedTuple):
+    """What verification makes of one pair."""
+
+    inliers: int
+    """Matches of the match that counts (0: none counts)."""
+    coverage: float
+    """How much of the pictures that match (or the shot's) covers."""
+    shot: bool = False
+    """No match counts, but one shows two shots of one scene (see `residual_motion`)."""
+
+
+NOTHING = Verified(0, 0.0)
+
+
+class Matches(NamedTuple):
+    """`Verified` for many pairs, as arrays (P,)."""
+
+    counts: np.ndarray
+    coverage: np.ndarray
+    shots: np.ndarray
+
+    @classmethod
+    def of(cls, found: list[Verified]) -> Matches:
+        """Arrays from one `Verified` per pair."""
+        return cls(
+            np.array([f.inliers for f in found], dtype=np.float64),
+            np.array([f.coverage for f in found], dtype=np.float64),
+            np.array([f.shot for f in found], dtype=bool),
+        )
+
+
 def verified_inliers(
     a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
 ) -> int:
@@ -300,28 +387,37 @@ def verified_inliers(
 
     A match whose aligned content differs beyond `max_disagreement` (or
     `max_centre_disagreement` at its centre), or whose inliers avoid the centre of the
-    overlap (`min_centre_inlier_share`), shows one place, not one picture: it counts 0.
+    overlap (`min_centre_inlier_share`), shows one place, not one picture: it counts 0;
+    so does one that leaves parts moving (`max_motion`): two shots of one scene.
     The mirrored match is tried unless the direct one is already strong.
     """
-    return verified_match(a, a_mirrored, b, config)[0]
+    return verified_match(a, a_mirrored, b, config).inliers
 
 
 def verified_match(
     a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
-) -> tuple[int, float]:
-    """(inliers, coverage) of the match `verified_inliers` counts ((0, 0.0) for none)."""
+) -> Verified:
+    """The match `verified_inliers` counts, or NOTHING; a shot when no match counts but
+    one, direct or mirrored, shows two shots of one scene."""
     best = _agreeing_match(a, b, config)
-    if a_mirrored is None or best[0] >= 4 * config.inlier_offset:
+    if a_mirrored is None or best.inliers >= 4 * config.inlier_offset:
         return best
-    return max(best, _agreeing_match(a_mirrored, b, config))
+    other = _agreeing_match(a_mirrored, b, config)
+    if other.inliers or best.inliers:
+        return max(best, other)
+    return best if best.shot else other
 
 
 AGREES = "agrees"
 """The verdict on a match that counts: one picture, not just one place."""
 
+SHOT = "separate shot"
+"""The verdict on a match whose content agrees but still moves in parts once aligned: two
+shots of one scene (a near-duplicate shot), not an edited copy."""
+
 
 def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match | None, str]:
-    """The match of A with B and the verdict on it: AGREES, or why it does not count
+    """The match of A with B and the verdict on it: AGREES, SHOT, or why it does not count
     ("no match", "content differs", "misses the centre")."""
     found = match_keypoints(a, b, config)
     if found is None:
@@ -334,14 +430,20 @@ def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match
         middle, _ = centre_match_rate(a, b, found)
         if middle < config.min_centre_inlier_share:
             return found, "misses the centre"
+    if config.max_motion > 0.0 and residual_motion(a, b, found.homography) > config.max_motion:
+        return found, SHOT
     return found, AGREES
 
 
-def _agreeing_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[int, float]:
+def _agreeing_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Verified:
     found, verdict = judge_match(a, b, config)
-    if found is None or verdict != AGREES:
-        return 0, 0.0
-    return found.inliers, found.coverage
+    if found is None:
+        return NOTHING
+    if verdict == SHOT:
+        return Verified(0, found.coverage, shot=True)
+    if verdict != AGREES:
+        return NOTHING
+    return Verified(found.inliers, found.coverage)
 
 
 def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evidence:
@@ -358,6 +460,8 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
             better = False
         elif other_verdict == AGREES:
             better = verdict != AGREES or found is None or other.inliers > found.inliers
+        elif other_verdict == SHOT:  # as verified_match: a shot over a refused match
+            better = verdict not in (AGREES, SHOT)
         else:  # neither counts: show the mirrored match only when there is no other
             better = found is None
         if better:

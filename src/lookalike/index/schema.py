@@ -49,6 +49,7 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     similarity REAL NOT NULL,
     inliers INTEGER,                -- the local-feature matches that counted (0: none)
     coverage REAL,                  -- share of the pictures inside the matched points' hull
+    shot INTEGER,                   -- 1: the match showed two shots of one scene
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
@@ -141,7 +142,7 @@ def add_new_tables(conn: sqlite3.Connection) -> None:
         if statement.strip().startswith("CREATE TABLE IF NOT EXISTS"):
             conn.execute(statement)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(verified)")}
-    for column, kind in (("inliers", "INTEGER"), ("coverage", "REAL")):
+    for column, kind in (("inliers", "INTEGER"), ("coverage", "REAL"), ("shot", "INTEGER")):
         if column not in columns:
             conn.execute(f"ALTER TABLE verified ADD COLUMN {column} {kind}")
 

@@ -303,15 +303,15 @@ class Index(ScanTables):
         rows = self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
         return {(a, b): float(s) for a, b, s in rows}
 
-    def store_verified(self, scores: Iterable[tuple[str, str, float, int, float]]) -> None:
-        """Remember verified similarities, their match counts and how much of the pictures
-        the match covers (hash pairs in any order), for later scans and for showing what
-        decided a pair."""
+    def store_verified(self, scores: Iterable[tuple[str, str, float, int, float, bool]]) -> None:
+        """Remember verified similarities, their match counts, how much of the pictures
+        the match covers, and whether it showed two shots of one scene (hash pairs in any
+        order), for later scans and for showing what decided a pair."""
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity, inliers, "
-                "coverage) VALUES (?, ?, ?, ?, ?)",
-                [(min(a, b), max(a, b), s, n, c) for a, b, s, n, c in scores],
+                "coverage, shot) VALUES (?, ?, ?, ?, ?, ?)",
+                [(min(a, b), max(a, b), s, n, c, int(t)) for a, b, s, n, c, t in scores],
             )
 
     def verified_matches(self) -> dict[tuple[str, str], tuple[int, float]]:
@@ -324,6 +324,17 @@ class Index(ScanTables):
         except sqlite3.OperationalError:  # no such column: a read-only older index
             return {}
         return {(a, b): (int(n), float(c or 0.0)) for a, b, n, c in rows}
+
+    def shot_pairs(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(CNN similarity, coverage) of the pairs verification found to be two shots of
+        one scene (near-duplicate shots), by sorted content-hash pair."""
+        try:
+            rows = self._conn.execute(
+                "SELECT hash_a, hash_b, similarity, coverage FROM verified WHERE shot = 1"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such column: a read-only older index
+            return {}
+        return {(a, b): (float(s), float(c or 0.0)) for a, b, s, c in rows}
 
 
 def open_index(path: str | os.PathLike[str]) -> Index:

@@ -29,7 +29,10 @@ from lookalike.records import Comparison, ModelStamp
 from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
 from lookalike.score import needs_verification, similarity_from_cosine
 from lookalike.verify import (
+    NOTHING,
     Keypoints,
+    Matches,
+    Verified,
     VerifyConfig,
     extract_keypoints,
     fuse_similarity,
@@ -190,8 +193,8 @@ class Model:
         scores = np.asarray(similarities, dtype=np.float64)
         if self.verify is None or len(pairs) == 0:
             return scores
-        counts, _ = self.match_counts(load, pairs, threads, cache)
-        return fuse_similarity(scores, counts, self.verify)
+        found = self.match_counts(load, pairs, threads, cache)
+        return fuse_similarity(scores, found.counts, self.verify)
 
     def match_counts(
         self,
@@ -199,9 +202,10 @@ class Model:
         pairs: np.ndarray,
         threads: int | None = None,
         cache: dict[tuple[int, bool], Keypoints] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Local-feature matches that verify each candidate pair (0: none that count), and
-        how much of the pictures each such match covers (`verify.Match.coverage`).
+    ) -> Matches:
+        """Local-feature matches that verify each candidate pair (0: none that count), how
+        much of the pictures each such match covers (`verify.Match.coverage`), and which
+        pairs are two shots of one scene instead (`verify.residual_motion`).
 
         `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image not in
         `cache`; the first image of a pair also gets mirrored keypoints). Callers pass only
@@ -210,7 +214,7 @@ class Model:
         `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
         """
         if self.verify is None or len(pairs) == 0:
-            return np.zeros(len(pairs)), np.zeros(len(pairs))
+            return Matches.of([NOTHING] * len(pairs))
         config = self.verify
         cache = {} if cache is None else cache
 
@@ -228,7 +232,7 @@ class Model:
                 for mirrored in missing:
                     cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
 
-        def matched(pair: np.ndarray) -> tuple[int, float]:
+        def matched(pair: np.ndarray) -> Verified:
             a, b = int(pair[0]), int(pair[1])
             return verified_match(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
 
@@ -239,8 +243,7 @@ class Model:
             threads or os.cpu_count() or 1, initializer=single_threaded_search
         ) as pool:
             list(pool.map(prime, images.tolist()))
-            found = np.array(list(pool.map(matched, np.asarray(pairs))), dtype=np.float64)
-        return found[:, 0], found[:, 1]
+            return Matches.of(list(pool.map(matched, np.asarray(pairs))))
 
     def compare(
         self,

@@ -18,6 +18,7 @@ from lookalike.index import build_search, find_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_similarity
+from lookalike.verify import Matches
 
 __all__ = ["Pairs", "file_loader", "pair_scores"]
 
@@ -45,15 +46,15 @@ def pair_scores(
     load: Callable[[int], Image.Image],
     *,
     reuse: Pairs | None = None,
-    on_verified: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Pairs:
     """Every pair of rows whose (verified, where the model verifies) similarity is at
     least `min_similarity`.
 
     `load(n)` opens row n's image for verification; `reuse` holds verified similarities
-    known from before (not verified again); `on_verified(pairs, similarities, matches,
-    coverage)` receives the new ones as they come; `on_progress(stage, done, total)`
+    known from before (not verified again); `on_verified(pairs, similarities,
+    matches)` receives the new ones as they come; `on_progress(stage, done, total)`
     follows the "search" and "verify" stages.
     """
     report = on_progress or (lambda _s, _d, _t: None)

@@ -29,6 +29,7 @@ from lookalike.scan.walk import (
     scan_roots,
     walk_into,
 )
+from lookalike.verify import Matches
 
 REVIEW_MARGIN = 0.03
 """Default review cut-off: this much below min_similarity."""
@@ -342,12 +343,10 @@ def _search(
         if a in row and b in row
     }
 
-    def remember(
-        rows: np.ndarray, fused: np.ndarray, matches: np.ndarray, coverage: np.ndarray
-    ) -> None:
+    def remember(rows: np.ndarray, fused: np.ndarray, matches: Matches) -> None:
         store.store_verified(
-            (hashes[i], hashes[j], float(s), int(n), float(c))
-            for (i, j), s, n, c in zip(rows.tolist(), fused, matches, coverage, strict=True)
+            (hashes[i], hashes[j], float(s), int(n), float(c), bool(shot))
+            for (i, j), s, n, c, shot in zip(rows.tolist(), fused, *matches, strict=True)
         )
 
     side = model.verify.side if model.verify else 0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lookalike.index import Index, open_index
-from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanStats
+from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanStats, Shot
 from lookalike.scan.groups import GroupPlan, build_groups
 from lookalike.scan.keepers import Candidate
 from lookalike.scan.walk import ScanError, inside_any, leads_out_of
@@ -96,6 +96,9 @@ def read_result(
                 for g in store.groups()
             )
             errors = tuple(FileError(Path(s), e) for s, e in store.unreadable())
+            shots = tuple(
+                Shot(Path(shown[a]), Path(shown[b]), s, c) for a, b, s, c in shot_files(store)
+            )
             if stats is None:
                 stats = ScanStats(**(store.last_stats() or {}))  # type: ignore[arg-type]
             return ScanResult(
@@ -108,10 +111,27 @@ def read_result(
                 keep=str(settings["keep"]),
                 model=store.model_id,
                 index=store.path,
+                shots=shots,
             )
     finally:
         if store is not index:
             store.close()
+
+
+def shot_files(store: Index) -> list[tuple[int, int, float, float]]:
+    """(file a, file b, CNN similarity, coverage) of each near-duplicate shot among the
+    files indexed now, one file per content (the first by path), most alike first."""
+    shown = store.shown_paths()
+    first: dict[str, int] = {}
+    for file, digest in store.content_hashes().items():
+        if file in shown and (digest not in first or shown[file] < shown[first[digest]]):
+            first[digest] = file
+    found = []
+    for (a, b), (similarity, coverage) in store.shot_pairs().items():
+        if a in first and b in first:
+            x, y = sorted((first[a], first[b]), key=lambda f: shown[f])
+            found.append((x, y, similarity, coverage))
+    return sorted(found, key=lambda t: (-t[2], shown[t[0]], shown[t[1]]))
 
 
 def regroup(index: Index, min_similarity: float, keep: str | None = None) -> list[GroupPlan]:

@@ -180,6 +180,13 @@ def create_app(
     ) -> dict[str, Any]:
         return asdict(review.groups(min_similarity, offset, limit))
 
+    @api.get("/api/shots")
+    def shots(
+        offset: int = Query(default=0, ge=0, le=2**31),
+        limit: int = Query(default=PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    ) -> dict[str, Any]:
+        return asdict(review.shots(offset, limit))
+
     @api.get("/api/pair")
     def pair(a: QueryId, b: QueryId) -> dict[str, Any]:
         return asdict(review.pair(a, b))

@@ -32,7 +32,7 @@ from lookalike.scan import (
     regroup,
     restore,
 )
-from lookalike.scan.stored import reference_folders
+from lookalike.scan.stored import reference_folders, shot_files
 from lookalike.scan.walk import inside_any, leads_out_of
 from lookalike.web.pictures import Refused, Source
 from lookalike.web.views import (
@@ -44,6 +44,8 @@ from lookalike.web.views import (
     MemberView,
     PairView,
     QuarantinePreview,
+    ShotsPage,
+    ShotView,
 )
 
 if TYPE_CHECKING:
@@ -265,7 +267,8 @@ class Review:
         return GroupsPage(cut, len(plans), offset, limit, tuple(views))
 
     def pair(self, a: int, b: int) -> PairView:
-        """Two indexed files and the similarity the scan stored for them."""
+        """Two indexed files and the similarity the scan stored for them (a near-duplicate
+        shot's CNN similarity when they are one)."""
         moved = self._moved()
         with self._open() as store:
             rows = self._row(store, a), self._row(store, b)
@@ -274,10 +277,37 @@ class Review:
             )
             folders = reference_folders(store)
             verified = self._cached("matches", None, store.verified_matches)
+            shots = self._cached("shot pairs", None, store.shot_pairs)
         similarity, exact = pairs.get((min(a, b), max(a, b)), (None, False))
         views = [self._file_view(row, moved, folders) for row in rows]
         decided = _decided(rows[0], rows[1], verified) if similarity is not None else ""
-        return PairView(views[0], views[1], similarity, exact, decided)
+        ha, hb = rows[0].hash or "", rows[1].hash or ""
+        shot = shots.get((min(ha, hb), max(ha, hb)))
+        if shot is not None:
+            similarity = shot[0] if similarity is None else similarity
+            decided = f"near-duplicate shot: one scene, a match over {round(100 * shot[1])} %"
+        return PairView(views[0], views[1], similarity, exact, decided, shot is not None)
+
+    def shots(self, offset: int = 0, limit: int = 25) -> ShotsPage:
+        """One page of the near-duplicate shots (photos of one scene, not copies), most
+        alike first."""
+        moved = self._moved()
+        with self._open() as store:
+            found = self._cached("shots", None, lambda: shot_files(store))
+            folders = reference_folders(store)
+            views = []
+            for a, b, similarity, coverage in found[offset : offset + limit]:
+                row_a, row_b = store.file(a), store.file(b)
+                if row_a is not None and row_b is not None:  # None: dropped by a scan just now
+                    views.append(
+                        ShotView(
+                            self._file_view(row_a, moved, folders),
+                            self._file_view(row_b, moved, folders),
+                            similarity,
+                            coverage,
+                        )
+                    )
+        return ShotsPage(len(found), offset, limit, tuple(views))
 
     def source(self, file_id: int) -> Source:
         """Where to read an indexed image from (its place, or the quarantine folder)."""

@@ -66,6 +66,30 @@ class PairView:
     exact: bool
     decided_by: str = ""
     """What set the similarity (see `MemberView.decided_by`)."""
+    shot: bool = False
+    """The two are a near-duplicate shot (photos of one scene), not copies."""
+
+
+@dataclass(frozen=True)
+class ShotView:
+    """A near-duplicate shot: two photos of one scene, never in a group."""
+
+    a: FileView
+    b: FileView
+    similarity: float
+    """The CNN's similarity."""
+    coverage: float
+    """How much of the pictures the local-feature match covers."""
+
+
+@dataclass(frozen=True)
+class ShotsPage:
+    """A page of near-duplicate shots, and how many there are in all."""
+
+    total: int
+    offset: int
+    limit: int
+    shots: tuple[ShotView, ...]
 
 
 @dataclass(frozen=True)

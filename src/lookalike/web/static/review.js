@@ -4,6 +4,7 @@
 
 (() => {
   const token = document.querySelector('meta[name="lookalike-token"]').content;
+  const SHOTS_SHOWN = 100; // near-duplicate shots listed under the groups, most alike first
   const scanCut = Number(document.body.dataset.minSimilarity);
   const state = {
     cut: scanCut,
@@ -264,6 +265,44 @@
     }
   }
 
+  // -- near-duplicate shots --------------------------------------------------------------
+
+  async function loadShots() {
+    let page;
+    try {
+      page = await api(`/api/shots?offset=0&limit=${SHOTS_SHOWN}`);
+    } catch (error) {
+      say(error.message, "error");
+      return;
+    }
+    $("shots").hidden = page.total === 0;
+    $("shots-title").textContent = `Near-duplicate shots: ${plural(page.total, "pair")}` +
+      (page.total > page.shots.length ? ` (the ${page.shots.length} most alike shown)` : "");
+    $("shots-list").replaceChildren(...page.shots.map(shotCard));
+  }
+
+  function shotCard(shot) {
+    const tile = (f) => {
+      const image = el("img", { src: `/thumb/${f.id}?v=${f.version}`, alt: f.path, loading: "lazy" });
+      image.addEventListener("error", () => image.replaceWith(el("span", { class: "no-thumb", text: "no preview" })));
+      return el(
+        "figure",
+        { class: `member status-${f.status}`, dataset: { file: f.id }, title: f.path },
+        el("button", { type: "button", class: "thumb", title: "Compare the two",
+          onclick: () => openPair(shot.a.id, shot.b.id) }, image),
+        el("figcaption", {}, ...pathLines(f.path),
+          el("div", { class: "facts", text: `${size(f.size)} · ${resolution(f)}` })),
+      );
+    };
+    return el(
+      "article",
+      { class: "group shot" },
+      el("h2", {}, `CNN similarity ${shot.similarity.toFixed(4)}`,
+        el("span", { class: "why", text: ` · one scene, a match over ${Math.round(100 * shot.coverage)} %` })),
+      el("div", { class: "members" }, tile(shot.a), tile(shot.b)),
+    );
+  }
+
   async function openPair(a, b) {
     let pair;
     try {
@@ -290,10 +329,10 @@
         f.status === "present" ? null : el("div", { class: "status", text: STATUS[f.status] || f.status }),
       );
     $("pair-body").replaceChildren(
-      column(pair.a, "Keeper", boxes[0]),
-      column(pair.b, "Duplicate", boxes[1]),
+      column(pair.a, pair.shot ? "Photo A" : "Keeper", boxes[0]),
+      column(pair.b, pair.shot ? "Photo B" : "Duplicate", boxes[1]),
       boxes[2],
-      el(
+      pair.shot ? null : el(
         "p",
         { class: "buttons" },
         el("button", { type: "button", class: "make-keeper", text: "Make the duplicate the keeper",
@@ -449,4 +488,5 @@
   $("show-quarantine").addEventListener("click", showQuarantine);
 
   load();
+  loadShots();
 })();
