@@ -7,7 +7,8 @@ Many contributors photographed garment after garment on one carpet, bed or wall:
 of different classes (`label`) share at most a place, never a picture, so every duplicate
 pair across classes is a false positive. Prints the duplicate pairs and groups, how many
 pairs cross classes, and each group's members with their classes and contributors (to look
-at by eye). Pairs with an unsure label ("Not sure", "Skip", "Other") are counted apart.
+at by eye). Pairs with an unsure label ("Not sure", "Skip", "Other") are counted apart. The
+near-duplicate shots (photos of one scene, never grouped) are listed too.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def main() -> None:
         "duplicate_pairs": len(duplicates),
         "pairs_with_known_classes": len(sure),
         "pairs_across_classes": len(across),
+        "near_duplicate_shots": len(result.shots),
+        "shots_across_classes": sum(
+            label(t.a) not in UNSURE and label(t.b) not in UNSURE and label(t.a) != label(t.b)
+            for t in result.shots
+        ),
         "min_similarity": result.min_similarity,
         "model": result.model,
     }
@@ -80,8 +86,22 @@ def main() -> None:
                 for m in members
             )
         )
+    shots = [
+        {
+            "a": t.a.name,
+            "b": t.b.name,
+            "labels": [label(t.a), label(t.b)],
+            "senders": [rows[t.a.name]["sender_id"], rows[t.b.name]["sender_id"]],
+            "similarity": round(t.similarity, 5),
+            "coverage": round(t.coverage, 3),
+        }
+        for t in result.shots
+    ]
+    for t in shots:
+        print(f"shot {t['similarity']} {t['a'][:8]} {t['b'][:8]} {t['labels']} {t['senders']}")
     if args.json_out:
-        args.json_out.write_text(json.dumps({"summary": summary, "groups": groups}, indent=1))
+        payload = {"summary": summary, "groups": groups, "shots": shots}
+        args.json_out.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 Copies the config's `verify` settings and `preprocess.decode_min_side` onto the model in
 IN.pt and writes OUT.pt; calibrate OUT.pt afterwards (`lookalike calibrate`), since the
 cut-offs depend on the rule. This is how a new rule reaches already trained weights (v1.1,
-v1.2 and v1.3 are v1's weights with newer rules).
+v1.2, v1.3 and v1.4 are v1's weights with newer rules).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ import pytest
 
 from lookalike.augment import apply_edit, composite
 from lookalike.model import Model, load_model
+from lookalike.report import scan_payload, write_html
 from lookalike.scan import scan_folder
-from photo_support import mosaic_photo
+from photo_support import mosaic_photo, scene_photo, second_shot
 
 BACKGROUNDS = 4
 SUBJECTS = 3
@@ -70,3 +71,31 @@ def test_different_subjects_on_one_background_form_no_group(
         ),
     )
     assert _siblings_together(_grouped(one_place, tmp_path / "blind.db", blind)) > 0
+
+
+@pytest.mark.slow
+def test_two_shots_of_one_scene_are_reported_apart_and_never_grouped(tmp_path: Path) -> None:
+    """A scene shot twice (parts displaced a few pixels) is a near-duplicate shot: listed
+    in the result, the JSON and the report, in no group; a re-compressed copy still groups."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(2):
+        photo = scene_photo(seed)
+        photo.save(folder / f"scene{seed}-first.png")
+        second_shot(photo, seed + 50).save(folder / f"scene{seed}-second.png")
+    copied = mosaic_photo(77)
+    copied.save(folder / "photo.png")
+    apply_edit(copied, "jpeg", seed=1, strength=0.5).save(folder / "photo-jpeg.jpg", quality=90)
+
+    result = scan_folder(folder, tmp_path / "idx.lookalike", model=load_model())
+    groups = [{Path(m.path).name for m in g.members} for g in result.groups]
+    assert groups == [{"photo.png", "photo-jpeg.jpg"}]
+    shots = {(Path(t.a).name, Path(t.b).name) for t in result.shots}
+    assert shots == {(f"scene{s}-first.png", f"scene{s}-second.png") for s in range(2)}
+    assert all(
+        0.0 < t.coverage <= 1.0 and t.similarity < result.min_similarity for t in result.shots
+    )
+    listed = scan_payload(result)["near_duplicate_shots"]
+    assert {(Path(t["a"]).name, Path(t["b"]).name) for t in listed} == shots
+    page = write_html(result, tmp_path / "report").with_name("shots-1.html").read_text()
+    assert "scene0-second.png" in page and "Near-duplicate shots" in page
