@@ -650,3 +650,25 @@ def test_reference_files_are_keepers_the_page_marks_and_never_quarantines(
         ).json()
     moved = {m["src"] for m in preview["done"]}
     assert moved and not {m["file"]["path"] for m in refs} & moved
+
+
+def test_near_duplicate_shots_are_listed_apart_and_open_as_a_pair(served: Served) -> None:
+    """A pair verification found to be two shots of one scene: /api/shots lists it, the
+    pair view names it, and it joins no group."""
+    with open_index(served.index) as store:
+        rows = [store.file(i) for i, _ in sorted(store.content_hashes().items())]
+        grouped = {
+            f for p in regroup(store, store.settings()["min_similarity"]) for f, _ in p.members
+        }  # type: ignore[arg-type]
+        a, b = [r for r in rows if r is not None and r.id not in grouped][:2]
+        assert a.hash and b.hash and a.hash != b.hash
+        store.store_verified([(a.hash, b.hash, 0.93, 0, 0.6, True)])
+    listed = served.client.get("/api/shots").json()
+    assert listed["total"] == 1
+    (shot,) = listed["shots"]
+    assert {shot["a"]["id"], shot["b"]["id"]} == {a.id, b.id}
+    assert shot["similarity"] == pytest.approx(0.93) and shot["coverage"] == pytest.approx(0.6)
+    pair = served.client.get("/api/pair", params={"a": a.id, "b": b.id}).json()
+    assert pair["shot"] and "near-duplicate shot" in pair["decided_by"]
+    members = {m["file"]["id"] for g in served.groups()["groups"] for m in g["members"]}
+    assert a.id not in members and b.id not in members
