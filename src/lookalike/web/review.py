@@ -10,34 +10,26 @@ shows what a running scan last committed and never keeps the index busy.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from lookalike.errors import LookalikeError
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
-from lookalike.records import FileError, Move, Quarantine, decided_by
+from lookalike.records import FileError, Quarantine, decided_by
 from lookalike.scan import (
     KEEP_REASONS,
     GroupPlan,
-    ScanError,
-    quarantine,
-    read_manifest,
     regroup,
-    restore,
 )
 from lookalike.scan.stored import reference_folders, shot_files
-from lookalike.scan.walk import inside_any, leads_out_of
+from lookalike.scan.walk import leads_out_of
+from lookalike.web.cleanup import QuarantineFolder, ReviewError, file_view
 from lookalike.web.pictures import Refused, Source
 from lookalike.web.views import (
     Cutoffs,
-    FileView,
     GroupsPage,
     GroupView,
     ManifestView,
@@ -51,23 +43,9 @@ from lookalike.web.views import (
 if TYPE_CHECKING:
     from lookalike.model import Model
 
-MANIFEST_NAME = re.compile(r"manifest-[0-9]{8}-[0-9]{6}(-[0-9]{1,3})?\.jsonl")
-"""The names `quarantine` gives its manifests; nothing else is offered for restore."""
-
 _VIEWS_KEPT = 4
-_PREVIEWS_KEPT = 32
-PREVIEW_SECONDS = 15 * 60
-"""How long a quarantine preview can be confirmed."""
 
 T = TypeVar("T")
-
-
-class ReviewError(LookalikeError):
-    """A request the review cannot carry out; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Review:
@@ -85,7 +63,8 @@ class Review:
         model: Model | str | os.PathLike[str] | None = None,
     ) -> None:
         self.index_path = Path(index)
-        self.quarantine_to = Path(os.path.abspath(quarantine_to))
+        self.folder = QuarantineFolder(self.index_path, quarantine_to)
+        self.quarantine_to = self.folder.path
         self.cutoffs()  # refuses an index without a finished scan, before serving it
         self._model_source = model
         self._model: tuple[Model, str] | None = None
@@ -93,8 +72,6 @@ class Review:
         self._lock = threading.Lock()
         self._writes = 0
         self._cache: OrderedDict[tuple[object, ...], object] = OrderedDict()
-        self._manifests: dict[str, tuple[tuple[int, int], list[Move] | None]] = {}
-        self._previews: OrderedDict[str, tuple[float, tuple[Path, ...]]] = OrderedDict()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -174,62 +151,6 @@ class Review:
             )
         return min_similarity
 
-    def _moved(self) -> dict[str, Path]:
-        """Quarantined files by original path -> place in the quarantine folder (latest)."""
-        moved: dict[str, Path] = {}
-        for _, moves in self._manifest_files():
-            for move in moves or ():
-                if move.op == "move" and move.dst is not None:
-                    moved[str(move.src)] = move.dst
-        return moved
-
-    def _manifest_files(self) -> list[tuple[str, list[Move] | None]]:
-        """Every manifest in the quarantine folder, oldest first (None: unreadable)."""
-        try:
-            entries = sorted(os.scandir(self.quarantine_to), key=lambda e: e.name)
-        except OSError:
-            return []
-        out = []
-        for entry in entries:
-            if not MANIFEST_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            st = entry.stat(follow_symlinks=False)
-            stamp = (st.st_size, st.st_mtime_ns)
-            with self._lock:
-                known = self._manifests.get(entry.name)
-            if known is None or known[0] != stamp:
-                try:
-                    moves: list[Move] | None = read_manifest(entry.path)
-                except ScanError:
-                    moves = None
-                known = (stamp, moves)
-                with self._lock:
-                    self._manifests[entry.name] = known
-            out.append((entry.name, known[1]))
-        return out
-
-    def _file_view(
-        self, row: FileRow, moved: dict[str, Path], reference: Sequence[str] = ()
-    ) -> FileView:
-        try:
-            st = os.stat(row.path)
-        except OSError:
-            there = moved.get(str(row.path))
-            status = "quarantined" if there is not None and os.path.lexists(there) else "missing"
-        else:
-            same = (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
-            status = "present" if same else "changed"
-        return FileView(
-            row.id,
-            row.shown,
-            row.size,
-            row.width,
-            row.height,
-            status,
-            (row.hash or "")[:12],
-            inside_any(row.path, reference),
-        )
-
     def _row(self, store: Index, file_id: int) -> FileRow:
         row = store.file(file_id)
         if row is None:
@@ -241,7 +162,7 @@ class Review:
     ) -> GroupsPage:
         """One page of the groups at `min_similarity` (default: the scan's), largest first."""
         cut = self._cutoff(min_similarity)
-        moved = self._moved()
+        moved = self.folder.moved()
         with self._open() as store:
             plans = self._plans(store, cut)
             verified = self._cached("matches", None, store.verified_matches)
@@ -253,7 +174,7 @@ class Review:
                 for file_id, similarity in plan.members:
                     row = store.file(file_id)
                     if row is not None:  # None: dropped by a scan that finished just now
-                        view = self._file_view(row, moved, folders)
+                        view = file_view(row, moved, folders)
                         members.append(
                             MemberView(
                                 view,
@@ -269,7 +190,7 @@ class Review:
     def pair(self, a: int, b: int) -> PairView:
         """Two indexed files and the similarity the scan stored for them (a near-duplicate
         shot's CNN similarity when they are one)."""
-        moved = self._moved()
+        moved = self.folder.moved()
         with self._open() as store:
             rows = self._row(store, a), self._row(store, b)
             pairs = self._cached(
@@ -279,7 +200,7 @@ class Review:
             verified = self._cached("matches", None, store.verified_matches)
             shots = self._cached("shot pairs", None, store.shot_pairs)
         similarity, exact = pairs.get((min(a, b), max(a, b)), (None, False))
-        views = [self._file_view(row, moved, folders) for row in rows]
+        views = [file_view(row, moved, folders) for row in rows]
         decided = _decided(rows[0], rows[1], verified) if similarity is not None else ""
         ha, hb = rows[0].hash or "", rows[1].hash or ""
         shot = shots.get((min(ha, hb), max(ha, hb)))
@@ -291,7 +212,7 @@ class Review:
     def shots(self, offset: int = 0, limit: int = 25) -> ShotsPage:
         """One page of the near-duplicate shots (photos of one scene, not copies), most
         alike first."""
-        moved = self._moved()
+        moved = self.folder.moved()
         with self._open() as store:
             found = self._cached("shots", None, lambda: shot_files(store))
             folders = reference_folders(store)
@@ -301,8 +222,8 @@ class Review:
                 if row_a is not None and row_b is not None:  # None: dropped by a scan just now
                     views.append(
                         ShotView(
-                            self._file_view(row_a, moved, folders),
-                            self._file_view(row_b, moved, folders),
+                            file_view(row_a, moved, folders),
+                            file_view(row_b, moved, folders),
                             similarity,
                             coverage,
                         )
@@ -317,7 +238,7 @@ class Review:
         if row is None or row.error is not None or row.hash is None:
             raise Refused("no such image in the index", 404)
         if not os.path.lexists(row.path):
-            there = self._moved().get(str(row.path))
+            there = self.folder.moved().get(str(row.path))
             if there is not None:
                 return Source(there, self.quarantine_to, row.hash, row.size, row.mtime_ns)
         root = roots.get(row.root_id) if row.root_id is not None else None
@@ -353,10 +274,10 @@ class Review:
         The choice goes to the group the scan stored that holds the file (so quarantine,
         which acts on the stored groups, follows it); a file in none cannot be chosen.
         """
-        moved = self._moved()
+        moved = self.folder.moved()
         with self._open() as store:
             row = self._row(store, file_id)
-            if self._file_view(row, moved).status != "present":
+            if file_view(row, moved).status != "present":
                 raise ReviewError(
                     f"{row.shown} is not in its place (quarantined, gone or changed); "
                     "restore it or rescan before making it a keeper"
@@ -432,7 +353,7 @@ class Review:
                     )
                 else:
                     wanted[str(row.path)] = row.shown
-        outcome = self._quarantine(list(wanted), dry_run=True)
+        outcome = self.folder.move(list(wanted), dry_run=True)
         listed = {str(m.src) for m in outcome.done} | {str(e.path) for e in outcome.skipped}
         refused.extend(
             FileError(
@@ -443,56 +364,22 @@ class Review:
             for path, shown in wanted.items()
             if path not in listed
         )
-        preview = secrets.token_urlsafe(16)
-        with self._lock:
-            self._previews[preview] = (time.monotonic(), tuple(m.src for m in outcome.done))
-            while len(self._previews) > _PREVIEWS_KEPT:
-                self._previews.popitem(last=False)
+        preview = self.folder.remember(tuple(m.src for m in outcome.done))
         return QuarantinePreview(preview, outcome, tuple(refused))
 
     def quarantine(self, preview: str) -> Quarantine:
         """Carry out a confirmed preview: move its files into the quarantine folder."""
-        with self._lock:
-            made, paths = self._previews.pop(preview, (0.0, None))
-        if paths is None or time.monotonic() - made > PREVIEW_SECONDS:
-            raise ReviewError("this quarantine was not previewed, has expired or was done", 404)
-        if not paths:
-            raise ReviewError("nothing to move: the preview listed no file to quarantine")
-        outcome = self._quarantine([str(p) for p in paths], dry_run=False)
+        outcome = self.folder.carry_out(preview)
         self._wrote()
         return outcome
 
-    def _quarantine(self, paths: Iterable[str], dry_run: bool) -> Quarantine:
-        try:
-            return quarantine(self.index_path, self.quarantine_to, dry_run=dry_run, only=paths)
-        except ScanError as exc:
-            raise ReviewError(str(exc)) from None
-
     def manifests(self) -> list[ManifestView]:
         """The quarantine folder's manifests, newest first."""
-        out = []
-        for name, moves in reversed(self._manifest_files()):
-            if moves is None:
-                continue
-            waiting = sum(
-                1
-                for m in moves
-                if m.op == "move"
-                and m.dst is not None
-                and os.path.lexists(m.dst)
-                and not os.path.lexists(m.src)
-            )
-            out.append(ManifestView(name, len(moves), waiting))
-        return out
+        return self.folder.manifests()
 
     def restore(self, name: str) -> Quarantine:
         """Put back the files of one manifest of the quarantine folder, by its file name."""
-        if not MANIFEST_NAME.fullmatch(name) or name not in {m.name for m in self.manifests()}:
-            raise ReviewError(f"no manifest named {name!r} in the quarantine folder", 404)
-        try:
-            outcome = restore(self.quarantine_to / name)
-        except ScanError as exc:
-            raise ReviewError(str(exc)) from None
+        outcome = self.folder.restore(name)
         self._wrote()
         return outcome
 
