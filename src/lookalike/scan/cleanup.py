@@ -9,178 +9,29 @@ holds part of it. Clashes, read-only or vanished files are reported and left whe
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
-
 from lookalike.index import Index, open_index
 from lookalike.records import FileError, Move, Quarantine
+from lookalike.scan.moves import (
+    MACHINE_FAULTS,
+    MoveRefused,
+    digests,
+    fsync_dir,
+    move_file,
+    name_copy,
+    remove_partials,
+    sha256_of,
+)
 from lookalike.scan.run import index_lock
 from lookalike.scan.stored import reference_folders
 from lookalike.scan.walk import ScanError, absolute, inside_any
-
-_CHUNK = 1 << 20
-_NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES)
-"""Why a hard link can fail where a copy still works (another file system, no links)."""
-_PARTIAL = ".lookalike-partial-"
-"""Name prefix of the hidden file a copy is made in before it gets its own name."""
-
-
-def _digests(path: Path) -> tuple[str, str]:
-    """(xxh3-128, sha256) of a file's bytes, read once."""
-    fast, strong = xxhash.xxh3_128(), hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            fast.update(chunk)
-            strong.update(chunk)
-    return fast.hexdigest(), strong.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    return _digests(path)[1]
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class _Refused(Exception):
-    """A move that was not made; the message says why (the file is where it was)."""
-
-    def __init__(self, message: str, errno: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno
-
-
-_MACHINE = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EROFS: "the file system is read-only",
-    errno.EIO: "a disk I/O error",
-}
-"""Faults of the machine that end a clean-up at once: every later move would fail too."""
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def move_file(src: Path, dst: Path, sha256: str) -> None:
-    """Move src to dst without ever replacing a file or losing one (raises _Refused).
-
-    Same file system: hard link at dst, then unlink src. Otherwise (another file
-    system, or one without hard links): copy into a hidden file beside dst, fsync, check
-    the copy's SHA-256, name it dst, then unlink src. The new name reaches the disk
-    before the old one is removed. If src cannot be removed, dst is removed again and
-    src stays.
-    """
-    if not os.path.lexists(src):
-        raise _Refused("vanished before it could be moved")
-    if os.path.lexists(dst):
-        raise _Refused(f"name clash: {dst} already exists")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _Refused(f"cannot create {dst.parent} ({exc.strerror})") from None
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except FileExistsError:
-        raise _Refused(f"name clash: {dst} already exists") from None
-    except FileNotFoundError:
-        raise _Refused("vanished before it could be moved") from None
-    except OSError as exc:
-        if exc.errno not in _NO_LINK:
-            raise _Refused(f"cannot move ({exc.strerror})", exc.errno) from None
-        _copy_into_place(src, dst, sha256)
-    _fsync_dir(dst.parent)
-    try:
-        os.unlink(src)
-    except FileNotFoundError:
-        pass  # gone meanwhile, but its bytes are safe at dst
-    except OSError as exc:
-        _remove_quietly(dst)
-        raise _Refused(
-            f"cannot remove it from its folder ({exc.strerror}); left in place"
-        ) from None
-    _fsync_dir(src.parent)
-
-
-def _copy_into_place(src: Path, dst: Path, sha256: str) -> None:
-    """Copy src to a new file dst, synced and verified first (else _Refused, no dst).
-
-    The copy is made in a hidden `.lookalike-partial-*` file beside dst and named dst
-    only when whole: a process killed mid-copy leaves src as it was and dst free, and
-    the next `restore` removes the partial file.
-    """
-    try:
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst)
-            return
-        handle, name = tempfile.mkstemp(prefix=_PARTIAL, dir=dst.parent)
-    except FileExistsError:
-        raise _Refused(f"name clash: {dst} already exists") from None
-    except OSError as exc:
-        raise _Refused(f"cannot copy ({exc.strerror}); left in place", exc.errno) from None
-    part = Path(name)
-    try:
-        with open(src, "rb") as source, open(handle, "wb") as target:
-            shutil.copyfileobj(source, target, _CHUNK)
-            target.flush()
-            os.fsync(target.fileno())
-        shutil.copystat(src, part)
-        if _sha256(part) != sha256:
-            raise _Refused("the copy does not match the original; left in place")
-        _name_copy(part, dst)
-    except OSError as exc:
-        raise _Refused(f"cannot copy ({exc.strerror}); left in place", exc.errno) from None
-    finally:
-        _remove_quietly(part)
-
-
-def _name_copy(part: Path, dst: Path) -> None:
-    """Give a finished copy the name dst, never replacing a file there."""
-    try:
-        os.link(part, dst)
-    except FileExistsError:
-        raise _Refused(f"name clash: {dst} already exists") from None
-    except OSError as exc:  # no hard links on this file system: rename, once the name is free
-        if exc.errno not in _NO_LINK:
-            raise
-        if os.path.lexists(dst):
-            raise _Refused(f"name clash: {dst} already exists") from None
-        os.rename(part, dst)
-
-
-def _remove_partials(folders: Iterable[Path]) -> None:
-    """Remove the hidden partial copies that interrupted moves left in these folders."""
-    for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(_PARTIAL) and entry.is_file(follow_symlinks=False):
-                _remove_quietly(Path(entry.path))
 
 
 @dataclass(frozen=True)
@@ -234,10 +85,10 @@ def quarantine(
                     _delete(plan)
                 else:
                     move_file(plan.src, plan.dst, plan.sha256)
-            except _Refused as exc:
+            except MoveRefused as exc:
                 skipped.append(FileError(plan.src, str(exc)))
-                if exc.errno in _MACHINE:
-                    stopped = f"{_MACHINE[exc.errno]} ({target})"
+                if exc.errno in MACHINE_FAULTS:
+                    stopped = f"{MACHINE_FAULTS[exc.errno]} ({target})"
                     skipped.extend(
                         FileError(p.src, f"not tried: {stopped}; left in place")
                         for p in plans[number + 1 :]
@@ -250,13 +101,13 @@ def quarantine(
 
 def _delete(plan: _Plan) -> None:
     try:
-        if _sha256(plan.src) != plan.sha256:
-            raise _Refused("changed since it was checked; left in place")
+        if sha256_of(plan.src) != plan.sha256:
+            raise MoveRefused("changed since it was checked; left in place")
         os.unlink(plan.src)
     except FileNotFoundError:
-        raise _Refused("vanished before it could be deleted") from None
+        raise MoveRefused("vanished before it could be deleted") from None
     except OSError as exc:
-        raise _Refused(f"cannot delete ({exc.strerror}); left in place") from None
+        raise MoveRefused(f"cannot delete ({exc.strerror}); left in place") from None
 
 
 def _plan(
@@ -305,14 +156,14 @@ def _plan(
                 skipped.append(FileError(member.path, f"name clash: {dst} already exists"))
                 continue
             taken.add(dst)
-            plans.append(_Plan(member.path, dst, _sha256(member.path)))
+            plans.append(_Plan(member.path, dst, sha256_of(member.path)))
     return plans, skipped
 
 
 def _changed(path: Path, expected: str | None, what: str) -> str | None:
     """Why a file must not be relied on (None when it still holds the scanned bytes)."""
     try:
-        digest = _digests(path)[0]
+        digest = digests(path)[0]
     except FileNotFoundError:
         return f"{what} vanished since the scan"
     except OSError as exc:
@@ -363,10 +214,10 @@ def _write_manifest(target: Path, plans: list[_Plan], op: str) -> Path:
             name = f"manifest-{stamp}.jsonl" if n == 0 else f"manifest-{stamp}-{n}.jsonl"
             manifest = target / name
             try:
-                _name_copy(partial, manifest)
-            except _Refused:  # that name is taken: try the next one
+                name_copy(partial, manifest)
+            except MoveRefused:  # that name is taken: try the next one
                 continue
-            _fsync_dir(target)
+            fsync_dir(target)
             return manifest
     finally:
         partial.unlink(missing_ok=True)
@@ -408,7 +259,7 @@ def restore(manifest: str | os.PathLike[str]) -> Quarantine:
     done, skipped = [], []
     moves = read_manifest(path)
     _remove_stale_partial_manifests(path.parent)
-    _remove_partials(
+    remove_partials(
         {m.src.parent for m in moves} | {m.dst.parent for m in moves if m.dst is not None}
     )
     stopped = None
@@ -418,9 +269,9 @@ def restore(manifest: str | os.PathLike[str]) -> Quarantine:
             continue
         try:
             reason = _restore_one(move)
-        except _Refused as exc:  # the machine refused: later moves would fail too
+        except MoveRefused as exc:  # the machine refused: later moves would fail too
             skipped.append(FileError(move.src, str(exc)))
-            stopped = f"{_MACHINE[exc.errno or errno.EIO]} ({move.src.parent})"
+            stopped = f"{MACHINE_FAULTS[exc.errno or errno.EIO]} ({move.src.parent})"
             skipped.extend(
                 FileError(m.src, f"not tried: {stopped}; still in quarantine")
                 for m in moves[number + 1 :]
@@ -441,7 +292,7 @@ def _restore_one(move: Move) -> str | None:
             return "already in place (it was never moved)"
         # A move interrupted between making the new name and removing the old one.
         try:
-            same = _sha256(move.src) == move.sha256 == _sha256(move.dst)
+            same = sha256_of(move.src) == move.sha256 == sha256_of(move.dst)
         except OSError as exc:
             return f"cannot read ({exc.strerror}); both copies left as they are"
         if not same:
@@ -456,14 +307,14 @@ def _restore_one(move: Move) -> str | None:
     if not dst_there:
         return f"missing from the quarantine folder ({move.dst})"
     try:
-        if _sha256(move.dst) != move.sha256:
+        if sha256_of(move.dst) != move.sha256:
             return f"{move.dst} changed in quarantine; left there"
     except OSError as exc:
         return f"cannot read {move.dst} ({exc.strerror}); left there"
     try:
         move_file(move.dst, move.src, move.sha256)
-    except _Refused as exc:
-        if exc.errno in _MACHINE:
+    except MoveRefused as exc:
+        if exc.errno in MACHINE_FAULTS:
             raise
         return str(exc)
     return None
