@@ -61,7 +61,7 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
         ignore=shutil.ignore_patterns("*.pt", "*.jpg", "__pycache__", "samples", "models"),
     )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    records = copy / "lookalike" / "records.py"
+    records = copy / "lookalike" / "records" / "__init__.py"
     records.write_text(records.read_text() + "\nimport lookalike.train  # noqa\n")
     result = _lint(copy, tmp_path)
     assert result.returncode != 0
