@@ -52,8 +52,8 @@ def test_every_module_is_in_a_layer() -> None:
     assert modules - covered == set()
 
 
-def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
-    """records importing train (a lower module importing a higher one) breaks the build."""
+def _lint_with(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
+    """The contracts checked on a copy of the package with `line` added to `module`."""
     copy = tmp_path / "src"
     shutil.copytree(
         SRC / "lookalike",
@@ -61,8 +61,25 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
         ignore=shutil.ignore_patterns("*.pt", "*.jpg", "__pycache__", "samples", "models"),
     )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    records = copy / "lookalike" / "records" / "__init__.py"
-    records.write_text(records.read_text() + "\nimport lookalike.train  # noqa\n")
-    result = _lint(copy, tmp_path)
+    changed = copy / "lookalike" / module
+    changed.write_text(changed.read_text() + f"\n{line}  # noqa\n")
+    return _lint(copy, tmp_path)
+
+
+def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
+    """records importing train (a lower module importing a higher one) breaks the build."""
+    result = _lint_with(tmp_path, "records/__init__.py", "import lookalike.train")
     assert result.returncode != 0
     assert "lookalike.records -> lookalike.train" in result.stdout
+
+
+def test_sql_outside_the_index_breaks_the_build(tmp_path: Path) -> None:
+    result = _lint_with(tmp_path, "scan/run.py", "import sqlite3")
+    assert result.returncode != 0
+    assert "Only the index speaks SQL BROKEN" in result.stdout
+
+
+def test_the_index_importing_the_model_breaks_the_build(tmp_path: Path) -> None:
+    result = _lint_with(tmp_path, "index/store.py", "import lookalike.model")
+    assert result.returncode != 0
+    assert "never the model BROKEN" in result.stdout

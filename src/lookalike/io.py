@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 import struct
 import warnings
 from collections.abc import Iterable, Iterator
@@ -316,25 +315,13 @@ _FAULTS = {
     errno.EPERM: ("operation not permitted", WRITABLE_ADVICE),
     errno.ENOENT: ("no such file or folder (missing, or removed meanwhile)", "check the path"),
 }
-_SQLITE_FAULTS = {  # primary result codes of SQLite
-    13: ("the disk is full (SQLITE_FULL)", SPACE_ADVICE),
-    10: ("a disk I/O error (SQLITE_IOERR: a full or failing disk?)", SPACE_ADVICE),
-    8: ("the index cannot be written (SQLITE_READONLY: a read-only place?)", WRITABLE_ADVICE),
-    14: (
-        "the index cannot be opened (SQLITE_CANTOPEN: a read-only or missing folder?)",
-        WRITABLE_ADVICE,
-    ),
-    3: ("permission denied (SQLITE_PERM)", WRITABLE_ADVICE),
-}
 
 
 def describe_fault(exc: BaseException) -> tuple[str, str, str] | None:
-    """(path, what failed, what to do) for a fault of the machine (a full disk, a
-    read-only place, no permission, a vanished folder); None for any other error."""
-    if isinstance(exc, sqlite3.OperationalError):
-        fault = _SQLITE_FAULTS.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
-        path = "the index"
-    elif isinstance(exc, OSError) and exc.errno is not None:
+    """(path, what failed, what to do) for a fault of the machine met on a file (a full
+    disk, a read-only place, no permission, a vanished folder); None for any other error.
+    Faults of the index itself: `lookalike.index.describe_fault`."""
+    if isinstance(exc, OSError) and exc.errno is not None:
         fault = _FAULTS.get(exc.errno)
         path = str(exc.filename) if exc.filename else "a file"
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from typer.core import TyperGroup
 
 from lookalike import __version__
 from lookalike.errors import LookalikeError
-from lookalike.io import describe_fault
+from lookalike.index import StoreFault, describe_fault
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -84,7 +83,7 @@ def machine_fault(exc: BaseException, args: list[str]) -> str | None:
     if fault is None:
         return None
     path, reason, advice = fault
-    if isinstance(exc, sqlite3.OperationalError):
+    if isinstance(exc, StoreFault):
         path = _option_value(args, "--index") or path
     at = _command_index(args)
     command = args[at] if at is not None else ""
@@ -116,7 +115,7 @@ class _Commands(TyperGroup):
         args = ctx.meta.get("lookalike.args", [])
         try:
             return super().invoke(ctx)
-        except (OSError, sqlite3.OperationalError) as exc:
+        except (OSError, StoreFault) as exc:
             message = machine_fault(exc, args)
             if message is None:
                 raise

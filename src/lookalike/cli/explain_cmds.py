@@ -19,7 +19,7 @@ from lookalike.cli._app import (
     stdout,
     user_errors,
 )
-from lookalike.io import describe_fault
+from lookalike.index import describe_fault
 
 if TYPE_CHECKING:
     from PIL import Image

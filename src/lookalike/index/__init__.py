@@ -4,6 +4,7 @@
 ...     index.files()
 """
 
+from lookalike.index.faults import StoreFault, describe_fault
 from lookalike.index.results import GroupRow
 from lookalike.index.schema import SCHEMA_VERSION, IndexSchemaError, ModelMismatch
 from lookalike.index.search import (
@@ -27,8 +28,10 @@ __all__ = [
     "ModelMismatch",
     "Neighbours",
     "RootRow",
+    "StoreFault",
     "build_index",
     "build_search",
+    "describe_fault",
     "find_pairs",
     "nearest",
     "nearest_of",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
 from lookalike import __version__
-from lookalike.io import SPACE_ADVICE, describe_fault
+from lookalike.index import StoreFault, describe_fault
+from lookalike.io import SPACE_ADVICE
 from lookalike.model import Model
 from lookalike.records import FileError, Quarantine
 from lookalike.report import quarantine_payload
@@ -134,7 +134,7 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @api.exception_handler(OSError)
-    @api.exception_handler(sqlite3.OperationalError)
+    @api.exception_handler(StoreFault)
     async def machine(_request: Request, exc: Exception) -> JSONResponse:
         # A full or read-only disk: the action fails with a message, the page keeps running.
         fault = describe_fault(exc)
