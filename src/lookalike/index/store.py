@@ -317,24 +317,24 @@ class Index(ScanTables):
     def verified_matches(self) -> dict[tuple[str, str], tuple[int, float]]:
         """(matches, coverage) of the local-feature match that verified a pair, by sorted
         content-hash pair (only matches that counted; none in an index made before)."""
-        try:
-            rows = self._conn.execute(
-                "SELECT hash_a, hash_b, inliers, coverage FROM verified WHERE inliers > 0"
-            ).fetchall()
-        except sqlite3.OperationalError:  # no such column: a read-only older index
-            return {}
+        rows = self._verified_rows("inliers", "inliers > 0")
         return {(a, b): (int(n), float(c or 0.0)) for a, b, n, c in rows}
 
     def shot_pairs(self) -> dict[tuple[str, str], tuple[float, float]]:
         """(CNN similarity, coverage) of the pairs verification found to be two shots of
         one scene (near-duplicate shots), by sorted content-hash pair."""
+        rows = self._verified_rows("similarity", "shot = 1")
+        return {(a, b): (float(s), float(c or 0.0)) for a, b, s, c in rows}
+
+    def _verified_rows(self, value: str, where: str) -> list[tuple[str, str, float, float]]:
+        """(hash a, hash b, `value`, coverage) of the verified pairs `where` holds (none
+        in a read-only index older than those columns)."""
         try:
-            rows = self._conn.execute(
-                "SELECT hash_a, hash_b, similarity, coverage FROM verified WHERE shot = 1"
+            return self._conn.execute(
+                f"SELECT hash_a, hash_b, {value}, coverage FROM verified WHERE {where}"
             ).fetchall()
         except sqlite3.OperationalError:  # no such column: a read-only older index
-            return {}
-        return {(a, b): (float(s), float(c or 0.0)) for a, b, s, c in rows}
+            return []
 
 
 def open_index(path: str | os.PathLike[str]) -> Index:
