@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+STAMP = re.compile(r"manifest-[0-9]{8}-[0-9]{6}")
 MEASURED = {
     "seconds",
     "images_per_s",
@@ -37,12 +39,16 @@ MEASURED = {
 
 
 def _mask(value: Any, work: str) -> Any:
+    """Timings and memory as "<measured>"; the work folder's path and manifest times out."""
     if isinstance(value, dict):
-        return {k: "<measured>" if k in MEASURED else _mask(v, work) for k, v in value.items()}
+        return {
+            _mask(k, work): "<measured>" if k in MEASURED else _mask(v, work)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_mask(v, work) for v in value]
     if isinstance(value, str):
-        return value.replace(work, "<work>")
+        return STAMP.sub("manifest-<time>", value.replace(work, "<work>"))
     return value
 
 
