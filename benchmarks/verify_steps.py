@@ -9,7 +9,8 @@ keypoint side, ORB keypoints (direct and mirrored), descriptor matching with the
 test, the homography (USAC), the content, centre and motion checks, then the mirrored
 match when the direct one is not strong. Prints milliseconds per pair for each step,
 and how the pairs end: true copies, other pairs of one original, and strangers (pairs no
-copy relation joins), and at which step strangers are refused. Every image's keypoints
+copy relation joins; two edits of one original are neither), and at which step
+strangers are refused. Every image's keypoints
 are counted once, as the scan's cache does.
 """
 
@@ -36,6 +37,7 @@ from lookalike.verify import (
     content_disagreement,
     extract_keypoints,
     residual_motion,
+    single_threaded_search,
 )
 from lookalike.verify.matching import match_keypoints, nearest_two
 
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
+    single_threaded_search()  # one core, as each of the scan's verification threads
     model = load_model(args.model)
     config = model.verify
     assert config is not None, "the model does not verify"
@@ -115,7 +118,8 @@ def main() -> None:
         ga, gb = group.get(names[a]), group.get(names[b])
         originals = {truth.groups[g][0] for g in (ga, gb) if g is not None}
         copy = ga is not None and ga == gb and (names[a] in originals or names[b] in originals)
-        kind = "copy" if copy else ("one original" if ga is not None and ga == gb else "stranger")
+        same = ga is not None and ga == gb
+        kind = "copy" if copy else ("two edits" if same else "stranger")
         inliers, verdict = _judge(keypoints(a, False), keypoints(b, False), config, "direct")
         if verdict != AGREES or inliers < 4 * config.inlier_offset:
             mirrored, other = _judge(keypoints(a, True), keypoints(b, False), config, "mirrored")
