@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,14 @@ from PIL import Image
 from conftest import make_picture
 from lookalike.augment import FAMILIES, apply_edit
 from lookalike.evaluate import (
+    CNN_SYSTEM,
+    MODEL_SYSTEM,
     BenchmarkError,
     ScoreTally,
     evaluate_hash,
     evaluate_model,
     evaluate_pairs,
+    evaluate_systems,
     hash_files,
     load_truth,
     make_benchmark,
@@ -32,6 +36,7 @@ from lookalike.evaluate import (
 from lookalike.evaluate.benchmark import IMAGES_DIR, MIN_TILE, tile_boxes
 from lookalike.evaluate.peers import PEERS, hamming_scorer
 from lookalike.records import Truth
+from lookalike.verify import VerifyConfig
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -435,6 +440,21 @@ def test_evaluate_model_and_peers_on_a_tiny_set(bench: Truth, tiny_model, tmp_pa
             image.verify()
     with pytest.raises(FileExistsError):
         write_plots([model_eval], tmp_path / "plots")
+
+
+def test_the_cnn_alone_is_reported_beside_the_rule(bench: Truth, tiny_model) -> None:
+    rule = replace(
+        tiny_model, verify=VerifyConfig(candidate_min_similarity=0.5, confident_similarity=0.97)
+    )
+    run = evaluate_systems(bench, rule, workers=2)
+    assert [e.metrics.system for e in run.evaluations] == [MODEL_SYSTEM, CNN_SYSTEM]
+    alone = run.evaluations[1].metrics
+    assert alone.verified_pairs == 0 and alone.min_similarity == 0.97
+    plain = evaluate_model(bench, rule.without_verification(), workers=2).metrics
+    assert (alone.tp, alone.fp, alone.fn) == (plain.tp, plain.fp, plain.fn)
+    assert alone.recall_at_p99 == plain.recall_at_p99
+    # Without verification there is nothing to report apart.
+    assert len(evaluate_systems(bench, tiny_model, workers=2).evaluations) == 1
 
 
 @pytest.mark.parametrize("name", sorted(PEERS))

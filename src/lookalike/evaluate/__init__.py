@@ -25,17 +25,20 @@ from lookalike.evaluate.payload import (
 from lookalike.evaluate.peers import PEERS, PeerUnavailable, hash_files
 from lookalike.evaluate.plots import PlotsUnavailable, plot_files, require_plotting, write_plots
 from lookalike.evaluate.run import (
+    CNN_SYSTEM,
     MODEL_SYSTEM,
     ResourceMonitor,
     calibrate_model,
     evaluate_hash,
     evaluate_model,
+    evaluate_model_and_cnn,
 )
 from lookalike.evaluate.scoring import tally_pairs
 from lookalike.evaluate.tables import comparison_table, families_table, print_table
 from lookalike.evaluate.truth import BenchmarkError, load_truth, pair_layout
 
 __all__ = [
+    "CNN_SYSTEM",
     "JSON_SCHEMA",
     "METRIC_KEYS",
     "MODEL_SYSTEM",
@@ -54,6 +57,7 @@ __all__ = [
     "comparison_table",
     "evaluate_hash",
     "evaluate_model",
+    "evaluate_model_and_cnn",
     "evaluate_pairs",
     "evaluate_systems",
     "evaluation_payload",

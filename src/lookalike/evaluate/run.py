@@ -23,6 +23,8 @@ from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, OperatingPoint, Truth
 
 MODEL_SYSTEM = "lookalike"
+CNN_SYSTEM = "lookalike-cnn"
+"""The same model's embeddings scored without verification (the CNN alone)."""
 """The model's name in reports."""
 
 
@@ -106,14 +108,18 @@ class ResourceMonitor:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._sample()
         self._stop.set()
         self._thread.join()
+        self.cost = self.so_far()
+
+    def so_far(self) -> Cost:
+        """The cost from entering until now (the monitor keeps running)."""
+        self._sample()
         wall = time.perf_counter() - self._start_wall
         running = {c.pid for c in self._process.children(recursive=True)}
         cpu = self._cpu() - self._start_cpu
         cpu += sum(v for pid, v in self._children_cpu.items() if pid in running)
-        self.cost = Cost(wall, cpu, cpu / max(wall, 1e-9) / _cores(), self._peak / 2**20)
+        return Cost(wall, cpu, cpu / max(wall, 1e-9) / _cores(), self._peak / 2**20)
 
 
 def _as_truth(bench: Truth | str | os.PathLike[str]) -> Truth:
@@ -170,6 +176,31 @@ def evaluate_model(
 
     >>> evaluate_model("bench", load_model()).metrics.recall_at_p99
     """
+    return evaluate_model_and_cnn(
+        bench,
+        model,
+        min_similarity=min_similarity,
+        workers=workers,
+        batch_size=batch_size,
+        on_progress=on_progress,
+        cnn_alone=False,
+    )[0]
+
+
+def evaluate_model_and_cnn(
+    bench: Truth | str | os.PathLike[str],
+    model: Model,
+    *,
+    min_similarity: float | None = None,
+    workers: int | None = None,
+    batch_size: int = 64,
+    on_progress: Callable[[int], None] | None = None,
+    cnn_alone: bool = True,
+) -> list[Evaluation]:
+    """`evaluate_model`, and with `cnn_alone` (and a verifying model) the same embeddings
+    scored without verification at the CNN's own cut-off, as a second system
+    (`CNN_SYSTEM`) — the learned part on its own, at no extra embedding cost.
+    """
     layout = pair_layout(_as_truth(bench))
     cut = model.min_similarity if min_similarity is None else float(min_similarity)
     with ResourceMonitor() as monitor:
@@ -181,6 +212,7 @@ def evaluate_model(
         valid = index >= 0
         vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
         vectors[valid] = embedded.vectors[index[valid]]
+        embed_cost = monitor.so_far()
         refined = _refine_candidates(model, layout.paths, vectors)
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -189,7 +221,17 @@ def evaluate_model(
 
     evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
     metrics = replace(evaluation.metrics, min_similarity=cut, verified_pairs=refined.count)
-    return replace(evaluation, metrics=metrics)
+    evaluations = [replace(evaluation, metrics=metrics)]
+    if cnn_alone and model.verify is not None:
+        plain = model.without_verification()
+
+        def cnn_scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            return plain.similarity_matrix(vectors[rows], vectors[cols])
+
+        alone = _finish(CNN_SYSTEM, layout, cnn_scorer, plain.min_similarity, valid, embed_cost)
+        metrics = replace(alone.metrics, min_similarity=plain.min_similarity, verified_pairs=0)
+        evaluations.append(replace(alone, metrics=metrics))
+    return evaluations
 
 
 @dataclass
