@@ -1,6 +1,6 @@
 """Retrain the bundled default model from ../shared/photos (the committed train split).
 
-    python scripts/train_default.py PHOTO_DIR OUT.pt [--clothing CLOTHING_DIR] [--resume]
+    python scripts/train_default.py PHOTO_DIR OUT.pt [--clothing DIR] [--resume] [--init CKPT]
 
 Model selection and calibration use the committed calibrate split; the test split is
 never read. With `--clothing`, the photos of its committed clothing splits join training
@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--splits", type=Path, default=ROOT / "data" / "splits")
     parser.add_argument("--clothing", type=Path, help="../shared/clothing (images.csv, images/)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, help="Start from this checkpoint's weights.")
     args = parser.parse_args()
     config = TrainConfig.from_json(args.config)
     train = photo_paths(args.photos, args.splits / "train.txt")
@@ -71,6 +72,7 @@ def main() -> int:
         val_photos=val,
         places=places,
         resume=args.resume,
+        init=args.init,
         on_epoch=report,
     )
     print(

@@ -17,6 +17,7 @@ from lookalike.evaluate import calibrate_min_similarity
 from lookalike.model import CheckpointError, Preprocess, load_model
 from lookalike.records import EpochLog
 from lookalike.train import (
+    NegativeMemory,
     TrainConfig,
     TrainResult,
     _build_val,
@@ -109,6 +110,33 @@ def test_ntxent_ignores_excluded_pairs() -> None:
     assert float(ntxent_loss(collapsed, collapsed, everything_excluded, 0.05)) == pytest.approx(
         0.0, abs=1e-6
     )
+
+
+def test_memory_negatives_raise_the_loss_unless_excluded() -> None:
+    n = 4
+    views = _orthonormal(n)
+    none = torch.zeros(n, n, dtype=torch.bool)
+    alone = float(ntxent_loss(views, views.clone(), none, 0.05))
+    # Earlier pictures identical to this batch's: hard negatives the batch alone lacks.
+    memory = NegativeMemory(size=6)
+    memory.push(views[:3], torch.tensor([10, 11, 12]), torch.tensor([-1, -1, -1]))
+    memory.push(views[3:], torch.tensor([13]), torch.tensor([-1]))
+    assert memory.vectors.shape == (4, 32) and memory.sources.tolist() == [13, 10, 11, 12]
+    sources = torch.tensor([0, 1, 2, 3])
+    harder = ntxent_loss(views, views, none, 0.05, memory.vectors, memory.excluded(sources, None))
+    # Each view now meets one negative as close as its partner: log 2 (the rest are ~0).
+    assert alone < 1e-5 and float(harder) == pytest.approx(np.log(2), rel=1e-4)
+    # The same source photos (or the same shot) are never negatives of themselves.
+    same = torch.tensor([10, 11, 12, 13])  # view k came from source 10 + k
+    masked = ntxent_loss(views, views, none, 0.05, memory.vectors, memory.excluded(same, None))
+    assert float(masked) == pytest.approx(alone, abs=1e-5)
+    shots = torch.tensor([-1, -1, -1, 5])
+    memory.push(views[:1], torch.tensor([20]), torch.tensor([5]))
+    assert len(memory.vectors) == 5
+    assert memory.excluded(sources, shots)[3].tolist() == [True, False, False, False, False]
+    for _ in range(3):
+        memory.push(views, sources, torch.full((4,), -1))
+    assert len(memory.vectors) == 6  # the oldest went
 
 
 def test_margin_loss_is_zero_when_separated_and_positive_when_collapsed() -> None:
@@ -334,6 +362,20 @@ def test_resume_continues_from_the_saved_epoch(photos: list[Path], tmp_path: Pat
         on_epoch=lambda log, extra: nothing_left.append(log.epoch),
     )
     assert nothing_left == []
+
+
+def test_a_run_can_start_from_a_checkpoint_with_a_memory(
+    trained: TrainResult, photos: list[Path], tmp_path: Path
+) -> None:
+    config = replace(TINY_TRAIN, epochs=1, memory_size=64)
+    again = run(photos, tmp_path / "fine.pt", config, init=trained.checkpoint)
+    fresh = run(photos, tmp_path / "fresh.pt", config)
+    # Starting from trained weights, the first epoch's loss is already lower.
+    assert again.history[0].loss < fresh.history[0].loss
+    wider = config.encoder.embed_dim * 2
+    other = replace(config, encoder=replace(config.encoder, embed_dim=wider))
+    with pytest.raises(ValueError, match="encoder settings differ"):
+        run(photos, tmp_path / "bad.pt", other, init=trained.checkpoint)
 
 
 def test_a_run_killed_while_saving_still_resumes(

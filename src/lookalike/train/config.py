@@ -26,6 +26,9 @@ class TrainConfig:
     temperature: float = 0.05
     margin: float = 0.5
     koleo_weight: float = 0.3
+    memory_size: int = 0
+    """Earlier batches' pictures kept as extra NT-Xent negatives (cross-batch memory);
+    0 = none."""
     tiles_per_photo: int = 4
     composites_per_batch: int = 0
     """Backgrounds per batch each given two different pasted subjects (two negatives that

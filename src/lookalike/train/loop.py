@@ -17,12 +17,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from lookalike.evaluate import calibrate_min_similarity, recall_at_precision
-from lookalike.model import CheckpointError, new_model, save_model
+from lookalike.model import CheckpointError, load_model, new_model, save_model
 from lookalike.records import EpochLog
 from lookalike.train.batches import _PairStream
 from lookalike.train.config import TrainConfig
 from lookalike.train.data import load_photos
-from lookalike.train.loss import _loss
+from lookalike.train.loss import NegativeMemory, _loss
 from lookalike.train.validation import _build_val, validation_scores
 
 
@@ -57,6 +57,7 @@ def train_model(
     val_photos: Sequence[Path] | None = None,
     places: Mapping[Path, tuple[str, str]] | None = None,
     resume: bool = False,
+    init: str | os.PathLike[str] | None = None,
     on_epoch: Callable[[EpochLog, EpochStats], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
@@ -65,7 +66,8 @@ def train_model(
     Validation photos (by default a seeded share of `photos`) never enter training;
     `places` names the (place, subject) of photos shot in one place (see `load_photos`);
     the best epoch is the one with the highest validation recall at precision 0.99, and
-    the saved checkpoint's min_similarity is calibrated on those photos.
+    the saved checkpoint's min_similarity is calibrated on those photos. `init` starts
+    from a checkpoint's weights (same encoder settings) instead of random ones.
     """
     out = Path(out)
     torch.set_num_threads(config.threads)
@@ -88,6 +90,11 @@ def train_model(
 
     model = new_model(config.encoder, config.preprocess, seed=config.seed, model_id=config.model_id)
     net = model.encoder
+    if init is not None:
+        try:
+            net.load_state_dict(load_model(init).encoder.state_dict())
+        except RuntimeError:  # torch's message for a different architecture
+            raise ValueError(f"{init}: its encoder settings differ from the config's") from None
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
 
@@ -125,12 +132,13 @@ def train_model(
         prefetch_factor=4 if config.workers else None,
     )
     batches = iter(loader)
+    memory = NegativeMemory(config.memory_size) if config.memory_size else None
     for epoch in range(start_epoch, config.epochs):
         began = time.time()
         net.train()
         losses = []
         for step in range(config.steps_per_epoch):
-            loss = _loss(net, next(batches), config, config.preprocess)
+            loss = _loss(net, next(batches), config, config.preprocess, memory)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -1,4 +1,5 @@
-"""Contrastive losses (NT-Xent, margin) and the KoLeo spreading term on a batch."""
+"""Contrastive losses (NT-Xent, margin), the KoLeo spreading term on a batch, and a
+cross-batch memory of negatives."""
 
 from __future__ import annotations
 
@@ -24,10 +25,17 @@ def _exclusion_mask(
 
 
 def ntxent_loss(
-    a: torch.Tensor, b: torch.Tensor, excluded: torch.Tensor, temperature: float
+    a: torch.Tensor,
+    b: torch.Tensor,
+    excluded: torch.Tensor,
+    temperature: float,
+    memory: torch.Tensor | None = None,
+    memory_excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Contrastive InfoNCE / NT-Xent over 2N views: each view's partner is its positive,
-    every other picture in the batch a negative; `excluded` (N x N) pairs are ignored."""
+    every other picture in the batch a negative; `excluded` (N x N) pairs are ignored.
+    `memory` (M x D, no gradient) adds earlier batches' pictures as negatives, except
+    where `memory_excluded` (N x M) is True."""
     n = a.shape[0]
     z = torch.cat([a, b])
     logits = z @ z.T / temperature
@@ -37,7 +45,38 @@ def ntxent_loss(
     mask = block | eye
     mask[torch.arange(2 * n), partner] = False
     logits = logits.masked_fill(mask, float("-inf"))
+    if memory is not None and len(memory):
+        extra = z @ memory.T / temperature
+        if memory_excluded is not None:
+            extra = extra.masked_fill(memory_excluded.repeat(2, 1), float("-inf"))
+        logits = torch.cat([logits, extra], dim=1)
     return F.cross_entropy(logits, partner)
+
+
+class NegativeMemory:
+    """A queue of the last `size` pictures' embeddings (detached), used as extra negatives
+    (cross-batch memory, as the ISC 2021 descriptor-track winner trained): the batch holds
+    ~200 pictures, the tail of the negative distribution needs thousands."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.vectors = torch.zeros(0)
+        self.sources = torch.zeros(0, dtype=torch.long)
+        self.shots = torch.zeros(0, dtype=torch.long)
+
+    def excluded(self, sources: torch.Tensor, shots: torch.Tensor | None) -> torch.Tensor:
+        """(N x M) True where a memory entry may show the same picture or subject: the
+        same source photo (its tiles included), or the same shot."""
+        out = sources[:, None] == self.sources[None, :]
+        if shots is not None:
+            out |= (shots[:, None] == self.shots[None, :]) & (shots[:, None] >= 0)
+        return out
+
+    def push(self, vectors: torch.Tensor, sources: torch.Tensor, shots: torch.Tensor) -> None:
+        """Add a batch's embeddings; the oldest go beyond `size`."""
+        self.vectors = torch.cat([vectors.detach(), self.vectors])[: self.size]
+        self.sources = torch.cat([sources, self.sources])[: self.size]
+        self.shots = torch.cat([shots, self.shots])[: self.size]
 
 
 def margin_contrastive_loss(
@@ -70,13 +109,31 @@ def koleo_loss(z: torch.Tensor) -> torch.Tensor:
 
 
 def _loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], config: TrainConfig, pre: Preprocess
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    pre: Preprocess,
+    memory: NegativeMemory | None = None,
 ) -> torch.Tensor:
+    """The batch's loss; with `memory`, its negatives join (NT-Xent) and the batch's
+    anchors are pushed into it afterwards."""
     a = model(to_tensor(batch["anchors"].numpy(), pre))
     b = model(to_tensor(batch["positives"].numpy(), pre))
-    excluded = _exclusion_mask(batch["sources"], batch["tiles"], batch.get("shots"))
+    shots = batch.get("shots")
+    excluded = _exclusion_mask(batch["sources"], batch["tiles"], shots)
     if config.loss == "margin":
         main = margin_contrastive_loss(a, b, excluded, config.margin)
+    elif memory is not None:
+        main = ntxent_loss(
+            a,
+            b,
+            excluded,
+            config.temperature,
+            memory.vectors,
+            memory.excluded(batch["sources"], shots),
+        )
+        unknown = torch.full_like(batch["sources"], -1)
+        memory.push(a, batch["sources"], shots if shots is not None else unknown)
     else:
         main = ntxent_loss(a, b, excluded, config.temperature)
     if config.koleo_weight:
