@@ -4,7 +4,7 @@
         [--floors 0.6,0.7,0.8,0.85,0.9] [--cache runs/band-cache.npz] [--json-out F]
 
 Verification looks at each image's nearest neighbours whose CNN similarity lies in the
-band [candidate_min_similarity, confident_similarity). This script verifies once with
+band [min_cnn_similarity, confident_cnn_similarity). This script verifies once with
 the model's own floor, exactly as an evaluation does (both rounds), then replays the
 decision for each higher floor: pairs under it keep their CNN similarity. It prints, per
 floor, the pairs verified, recall and false positives at the model's cut-off, recall at
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> None:
         fused = np.array(list(scores.values()), dtype=np.float64)
         if args.cache is not None:
             np.savez(args.cache, pairs=pairs, fused=fused)
-    raw = model.similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    raw = model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
     cut = model.min_similarity
     positive = set(zip(layout.positive_a.tolist(), layout.positive_b.tolist(), strict=True))
     is_copy = np.array([(a, b) in positive or (b, a) in positive for a, b in pairs.tolist()])
     print(
         f"{args.bench}: {len(layout.paths)} images, {layout.positives} copies; "
-        f"{len(pairs)} pairs verified from floor {model.verify.candidate_min_similarity} "
+        f"{len(pairs)} pairs verified from floor {model.verify.min_cnn_similarity} "
         f"({int(is_copy.sum())} copies); cut-off {cut:.5f}"
     )
     print(
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def scorer(rows_: np.ndarray, cols: np.ndarray, partners=partners) -> np.ndarray:
             scores = np.array(
-                model.similarity_matrix(vectors[rows_], vectors[cols]), dtype=np.float64
+                model.cnn_similarity_matrix(vectors[rows_], vectors[cols]), dtype=np.float64
             )
             position = {int(c): k for k, c in enumerate(cols)}
             for r, i in enumerate(rows_.tolist()):

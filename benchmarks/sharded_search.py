@@ -289,13 +289,13 @@ def ray_search(
 ) -> dict[str, Any]:
     """The same search as one Ray task per shard, on a local Ray instance (all cores)."""
     from lookalike.distributed import find_pairs_sharded, ray_cluster
-    from lookalike.score import similarity_from_cosine
+    from lookalike.score import cnn_similarity_from_cosine
 
     cores = os.cpu_count() or 1
     with ray_cluster(num_cpus=cores):
         started = time.perf_counter()
         found = find_pairs_sharded(
-            shards, similarity_from_cosine(cut), engine="ray", exact_limit=exact_limit
+            shards, cnn_similarity_from_cosine(cut), engine="ray", exact_limit=exact_limit
         )
         seconds = time.perf_counter() - started
     equal = set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == truth

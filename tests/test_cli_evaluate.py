@@ -192,7 +192,7 @@ def test_calibrate_writes_a_checkpoint_meeting_the_target(
     calibrated = load_model(out)
     assert calibrated.min_similarity == pytest.approx(payload["min_similarity"])
     assert calibrated.verify is not None
-    assert calibrated.verify.confident_similarity <= 1.0
+    assert calibrated.verify.confident_cnn_similarity <= 1.0
     metrics = evaluate_model(load_truth(bench_dir), calibrated).metrics
     # On the set it was calibrated on, the chosen cut-off meets the target (or finds none).
     assert metrics.precision >= 0.99 or metrics.tp == 0

@@ -444,7 +444,7 @@ def test_evaluate_model_and_peers_on_a_tiny_set(bench: Truth, tiny_model, tmp_pa
 
 def test_the_cnn_alone_is_reported_beside_the_rule(bench: Truth, tiny_model) -> None:
     rule = replace(
-        tiny_model, verify=VerifyConfig(candidate_min_similarity=0.5, confident_similarity=0.97)
+        tiny_model, verify=VerifyConfig(min_cnn_similarity=0.5, confident_cnn_similarity=0.97)
     )
     run = evaluate_systems(bench, rule, workers=2)
     assert [e.metrics.system for e in run.evaluations] == [MODEL_SYSTEM, CNN_SYSTEM]

@@ -134,7 +134,7 @@ def test_degenerate_inputs_embed_to_unit_vectors(
             batch[:, ::2] = value
         vectors = model.embed_arrays(batch)
         assert_unit_vectors(vectors, count, model)
-        similarity = model.similarity_matrix(vectors, vectors)
+        similarity = model.cnn_similarity_matrix(vectors, vectors)
         assert np.isfinite(similarity).all()
         assert ((similarity >= 0.0) & (similarity <= 1.0 + 1e-6)).all()
 

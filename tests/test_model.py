@@ -28,7 +28,7 @@ from lookalike.model import (
     to_tensor,
 )
 from lookalike.records import Comparison
-from lookalike.score import similarity_from_cosine
+from lookalike.score import cnn_similarity_from_cosine
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +140,12 @@ def test_prepare_image_trims_a_uniform_border() -> None:
 
 
 def test_similarity_scale() -> None:
-    assert similarity_from_cosine(1.0) == 1.0
-    assert similarity_from_cosine(0.0) == 0.5
-    assert similarity_from_cosine(-1.0) == 0.0
-    assert similarity_from_cosine(1.0000001) == 1.0  # rounding never leaves [0, 1]
+    assert cnn_similarity_from_cosine(1.0) == 1.0
+    assert cnn_similarity_from_cosine(0.0) == 0.5
+    assert cnn_similarity_from_cosine(-1.0) == 0.0
+    assert cnn_similarity_from_cosine(1.0000001) == 1.0  # rounding never leaves [0, 1]
     np.testing.assert_allclose(
-        similarity_from_cosine(np.array([-1.5, -1.0, 0.2, 1.0, 1.2])), [0, 0, 0.6, 1, 1]
+        cnn_similarity_from_cosine(np.array([-1.5, -1.0, 0.2, 1.0, 1.2])), [0, 0, 0.6, 1, 1]
     )
 
 
@@ -174,11 +174,11 @@ def test_compare_uses_the_given_min_similarity(tiny_model: Model, files: list[Pa
 
 def test_similarity_is_symmetric_and_in_range(tiny_model: Model, files: list[Path]) -> None:
     vectors = tiny_model.embed(files)
-    forward = tiny_model.similarity(vectors[:-1], vectors[1:])
-    backward = tiny_model.similarity(vectors[1:], vectors[:-1])
+    forward = tiny_model.cnn_similarity(vectors[:-1], vectors[1:])
+    backward = tiny_model.cnn_similarity(vectors[1:], vectors[:-1])
     np.testing.assert_allclose(forward, backward)
     assert ((forward >= 0) & (forward <= 1)).all()
-    one_vs_many = tiny_model.similarity(vectors[0], vectors)
+    one_vs_many = tiny_model.cnn_similarity(vectors[0], vectors)
     assert one_vs_many.shape == (len(files),)
     assert one_vs_many[0] == pytest.approx(1.0, abs=1e-5)
 
@@ -188,11 +188,11 @@ def test_similarity_matrix_matches_pairwise_similarity(
 ) -> None:
     vectors = tiny_model.embed(files)
     a, b = vectors[:5], vectors[3:]
-    matrix = tiny_model.similarity_matrix(a, b)
+    matrix = tiny_model.cnn_similarity_matrix(a, b)
     assert matrix.shape == (5, len(b))
     for i in range(len(a)):
         for j in range(len(b)):
-            expected = tiny_model.similarity(a[i], b[j])[0]
+            expected = tiny_model.cnn_similarity(a[i], b[j])[0]
             assert matrix[i, j] == pytest.approx(expected, abs=1e-5)
     assert ((matrix >= 0) & (matrix <= 1)).all()
 
@@ -332,7 +332,7 @@ def test_bundled_model_finds_edited_copies(synthetic_folder: SyntheticFolder) ->
     owner = np.array(
         [synthetic_folder.originals.index(synthetic_folder.edits[c][0]) for c in copies]
     )
-    to_originals = model.similarity_matrix(
+    to_originals = model.cnn_similarity_matrix(
         model.embed(copies), model.embed(synthetic_folder.originals)
     )
     assert (to_originals.argmax(axis=1) == owner).all()

@@ -455,7 +455,7 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
 
     from lookalike.verify import VerifyConfig
 
-    model = replace(content_model(), verify=VerifyConfig(candidate_min_similarity=0.7))
+    model = replace(content_model(), verify=VerifyConfig(min_cnn_similarity=0.7))
     calls: list[int] = []
     real_counts = type(model).match_counts
 
@@ -504,7 +504,7 @@ def test_no_verify_scans_with_the_cnn_alone_at_its_own_cut_off(
 
     model = replace(
         content_model(),
-        verify=VerifyConfig(candidate_min_similarity=0.7, confident_similarity=0.95),
+        verify=VerifyConfig(min_cnn_similarity=0.7, confident_cnn_similarity=0.95),
     )
     calls: list[int] = []
 

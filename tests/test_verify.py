@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -174,7 +174,7 @@ def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type:
     near = nearest_of(vectors, np.array([0, 5]), 2)
     assert [set(r) for r in near.tolist()] == [{1, 2}, {4, 6}]
     config = replace(
-        CONFIG, candidate_min_similarity=0.6, confident_similarity=0.99, candidates_per_image=2
+        CONFIG, min_cnn_similarity=0.6, confident_cnn_similarity=0.99, candidates_per_image=2
     )
     single = candidate_scores(replace(tiny_model, verify=config), vectors, images.__getitem__)
     assert (0, 4) in single and single[(0, 4)] >= 0.99  # a-c verified sure in round one
@@ -182,7 +182,7 @@ def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type:
     expanded = replace(tiny_model, verify=replace(config, expand_neighbours=2))
     scores = candidate_scores(expanded, vectors, images.__getitem__)
     assert scores[(0, 5)] > 0.99  # met through c: c's neighbours are b and a
-    raw = float(tiny_model.similarity(vectors[5], vectors[6])[0])
+    raw = float(tiny_model.cnn_similarity(vectors[5], vectors[6])[0])
     assert scores[(5, 6)] == pytest.approx(raw, abs=0.01)  # verified: no evidence, unchanged
     assert set(single) <= set(scores)
 
@@ -374,3 +374,15 @@ def test_a_second_shot_of_one_scene_is_a_shot_not_a_copy(seed: int) -> None:
     assert verdict.shot and verdict.inliers == 0 and verdict.coverage > 0.1
     copy = extract_keypoints(apply_edit(photo, "jpeg", seed=seed), CONFIG)
     assert verified_match(a, None, copy, sure).inliers > 0  # a copy still counts
+
+
+def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike() -> None:
+    old = {"candidate_min_similarity": 0.6, "confident_similarity": 0.99, "features": 400}
+    config = VerifyConfig.from_dict(old)
+    assert (config.min_cnn_similarity, config.confident_cnn_similarity) == (0.6, 0.99)
+    assert config.features == 400
+    assert VerifyConfig.from_dict(asdict(config)) == config
+    saved = config.fingerprint_settings()
+    assert saved["candidate_min_similarity"] == 0.6 and "min_cnn_similarity" not in saved
+    with pytest.raises(TypeError):
+        VerifyConfig.from_dict({"no_such_setting": 1})

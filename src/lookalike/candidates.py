@@ -1,7 +1,7 @@
 """Which pairs to verify, and their similarity after verification.
 
 The CNN proposes each image's `candidates_per_image` nearest neighbours, and the pairs
-whose CNN similarity is ambiguous (`score.needs_verification`) get their similarity
+whose CNN similarity is ambiguous (`score.is_ambiguous`) get their similarity
 from `Model.refine` (local features matched under RANSAC). A second round verifies the
 nearest neighbours of pairs found sure (`VerifyConfig.expand_neighbours`): copies of a
 much-copied picture crowd its neighbour list, and are met through each other. Scans,
@@ -20,7 +20,7 @@ from PIL import Image
 
 from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.model import Model
-from lookalike.score import cosine_from_similarity, needs_verification
+from lookalike.score import cosine_from_cnn_similarity, is_ambiguous
 from lookalike.verify import Keypoints, Matches, fuse_similarity
 
 Pairs = dict[tuple[int, int], float]
@@ -75,8 +75,8 @@ def _ambiguous(
     config = model.verify
     assert config is not None
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    raw = model.similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    keep = needs_verification(raw, config)
+    raw = model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    keep = is_ambiguous(raw, config)
     return pairs[keep], raw[keep]
 
 
@@ -136,9 +136,9 @@ def candidate_scores(
     verify(*candidate_pairs(model, vectors, search))
     if config.expand_neighbours > 0:
         confident = find_pairs(
-            vectors, cosine_from_similarity(config.confident_similarity), search=search
+            vectors, cosine_from_cnn_similarity(config.confident_cnn_similarity), search=search
         )
-        sure = [pair for pair, s in scores.items() if s >= config.confident_similarity]
+        sure = [pair for pair, s in scores.items() if s >= config.confident_cnn_similarity]
         sure_rows = np.concatenate(
             [np.array(sure, dtype=np.int64).reshape(-1, 2), np.stack([confident.i, confident.j], 1)]
         )

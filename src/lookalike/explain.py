@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from lookalike.io import load_image
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
-from lookalike.score import needs_verification, similarity_from_cosine
+from lookalike.score import cnn_similarity_from_cosine, decide, is_ambiguous
 from lookalike.verify import fuse_similarity, pair_evidence
 
 MATCH_LINES = 60
@@ -53,8 +53,10 @@ _HOOKS_LOCK = threading.Lock()
 
 
 def similarity_target(embeddings: torch.Tensor) -> torch.Tensor:
-    """The pair's similarity, as `Model.similarity` defines it (lookalike.score)."""
-    return similarity_from_cosine(F.cosine_similarity(embeddings[0:1], embeddings[1:2]).squeeze(0))
+    """The pair's CNN similarity, as `Model.cnn_similarity` defines it (lookalike.score)."""
+    return cnn_similarity_from_cosine(
+        F.cosine_similarity(embeddings[0:1], embeddings[1:2]).squeeze(0)
+    )
 
 
 @contextmanager
@@ -208,9 +210,9 @@ def explain_pair(
         for cam, seen, full in zip(cams, (seen_a, seen_b), (full_a, full_b), strict=True)
     ]
     embeddings = model.embed_arrays(prepared)
-    score = float(model.similarity(embeddings[0], embeddings[1])[0])
+    score = float(model.cnn_similarity(embeddings[0], embeddings[1])[0])
     evidence = None
-    if model.verify is not None and needs_verification(score, model.verify):
+    if model.verify is not None and is_ambiguous(score, model.verify):
         # The same matching as Model.refine, on the same decodes, keeping what it found.
         side = model.verify.side
         seen = [
@@ -236,7 +238,7 @@ def explain_pair(
         heatmap_a=heatmaps[0],
         heatmap_b=heatmaps[1],
         similarity=score,
-        duplicate=score >= model.min_similarity,
+        duplicate=bool(decide(score, model.min_similarity)),
         min_similarity=model.min_similarity,
         method=method,
         model=model.model_id,

@@ -26,7 +26,7 @@ from lookalike.distributed.cluster import DistributedError, require_ray
 from lookalike.distributed.shards import ShardError, iter_vectors, vector_rows
 from lookalike.index import EXACT_LIMIT, Neighbours, build_search
 from lookalike.index.search import DEFAULT_NPROBE
-from lookalike.score import cosine_from_similarity
+from lookalike.score import cosine_from_cnn_similarity
 
 RETRIES = 3
 """Times a search task is run again after its worker died."""
@@ -145,7 +145,7 @@ def find_pairs_sharded(
     offsets = shard_offsets(names)
     total = len(names)
     exact = bool(np.all(np.diff(offsets) <= exact_limit))
-    args = (cosine_from_similarity(min_similarity), exact_limit, nprobe, query_rows)
+    args = (cosine_from_cnn_similarity(min_similarity), exact_limit, nprobe, query_rows)
     parts: list[_Found] = []
     if engine == "local":
         for j in range(total):

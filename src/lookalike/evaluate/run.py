@@ -216,7 +216,7 @@ def evaluate_model_and_cnn(
         refined = _refine_candidates(model, layout.paths, vectors)
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        scores = model.similarity_matrix(vectors[rows], vectors[cols])
+        scores = model.cnn_similarity_matrix(vectors[rows], vectors[cols])
         return refined.apply(rows, cols, scores)
 
     evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
@@ -226,7 +226,7 @@ def evaluate_model_and_cnn(
         plain = model.without_verification()
 
         def cnn_scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return plain.similarity_matrix(vectors[rows], vectors[cols])
+            return plain.cnn_similarity_matrix(vectors[rows], vectors[cols])
 
         alone = _finish(CNN_SYSTEM, layout, cnn_scorer, plain.min_similarity, valid, embed_cost)
         metrics = replace(alone.metrics, min_similarity=plain.min_similarity, verified_pairs=0)
@@ -340,7 +340,7 @@ def calibrate_model(
     if verify is not None:
         plain = evaluate_model(truth, replace(model, verify=None), workers=workers)
         confident = plain.metrics.at_p99.min_score
-        verify = replace(verify, confident_similarity=min(1.0, float(confident)))
+        verify = replace(verify, confident_cnn_similarity=min(1.0, float(confident)))
         model = replace(model, verify=verify)
     if target_precision not in (0.99, 0.999):
         raise ValueError("target_precision must be 0.99 or 0.999")
@@ -356,8 +356,8 @@ def calibrate_model(
             f"({len(truth.originals)} originals, {len(truth.distractors)} distractors); "
             f"recall there {recall:.4f}"
             + (
-                f"; verification above {verify.candidate_min_similarity}, CNN-confident "
-                f"from {verify.confident_similarity:.4f}"
+                f"; verification above {verify.min_cnn_similarity}, CNN-confident "
+                f"from {verify.confident_cnn_similarity:.4f}"
                 if verify
                 else ""
             )

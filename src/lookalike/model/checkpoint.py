@@ -87,7 +87,7 @@ def model_from_payload(payload: dict[str, Any]) -> Model:
             calibration=Calibration(**payload["calibration"]),
             model_id=str(payload["model_id"]),
             meta=dict(payload.get("meta", {})),
-            verify=VerifyConfig(**payload["verify"]) if payload.get("verify") else None,
+            verify=VerifyConfig.from_dict(payload["verify"]) if payload.get("verify") else None,
         )
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint contents do not match the architecture: {exc}") from None

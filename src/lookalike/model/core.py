@@ -27,7 +27,7 @@ from lookalike.model.preprocess import (
 )
 from lookalike.records import Comparison, ModelStamp
 from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
-from lookalike.score import needs_verification, similarity_from_cosine
+from lookalike.score import cnn_similarity_from_cosine, decide, is_ambiguous
 from lookalike.verify import (
     NOTHING,
     Keypoints,
@@ -166,19 +166,21 @@ class Model:
             chunks.append(self.embed_arrays(np.stack(prepared)))
         return np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
 
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1]."""
+    def cnn_similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """CNN similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1]."""
         cosine = np.sum(np.atleast_2d(a) * np.atleast_2d(b), axis=1)
-        return np.asarray(similarity_from_cosine(cosine))
+        return np.asarray(cnn_similarity_from_cosine(cosine))
 
-    def similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Similarity of every row of `a` with every row of `b`: (len(a), len(b)) in [0, 1].
+    def cnn_similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """CNN similarity of every row of `a` with every row of `b`: (len(a), len(b)) in
+        [0, 1].
 
         Every scorer of embeddings (evaluation, scan, explain) goes through this method
-        or `similarity`, so the score is defined in one place.
+        or `cnn_similarity` (both `lookalike.score`'s mapping), so the score is defined in
+        one place.
         """
         cosine = np.atleast_2d(a).astype(np.float32) @ np.atleast_2d(b).astype(np.float32).T
-        return np.asarray(similarity_from_cosine(cosine), dtype=np.float32)
+        return np.asarray(cnn_similarity_from_cosine(cosine), dtype=np.float32)
 
     def refine(
         self,
@@ -210,7 +212,7 @@ class Model:
         `pairs` (P, 2) holds image numbers, `load(n)` opens image n (once per image not in
         `cache`; the first image of a pair also gets mirrored keypoints). Callers pass only
         candidates: each image's nearest few neighbours with similarity >=
-        `verify.candidate_min_similarity`.
+        `verify.min_cnn_similarity`.
         `cache` keeps keypoints by (image, mirrored) across calls; the caller bounds it.
         """
         if self.verify is None or len(pairs) == 0:
@@ -254,8 +256,8 @@ class Model:
         """Decide whether two image files are copies of one picture."""
         cut = self.min_similarity if min_similarity is None else min_similarity
         emb = self.embed([a, b])
-        score = float(self.similarity(emb[0], emb[1])[0])
-        if self.verify is not None and needs_verification(score, self.verify):
+        score = float(self.cnn_similarity(emb[0], emb[1])[0])
+        if self.verify is not None and is_ambiguous(score, self.verify):
             paths = [a, b]
             side = self.verify.side
             score = float(
@@ -266,7 +268,7 @@ class Model:
                     threads=1,
                 )[0]
             )
-        return Comparison(Path(a), Path(b), score, score >= cut, cut, self.model_id)
+        return Comparison(Path(a), Path(b), score, bool(decide(score, cut)), cut, self.model_id)
 
     def stamp(self) -> ModelStamp:
         """What an index records of this model (lookalike.index)."""
@@ -281,12 +283,12 @@ class Model:
     def without_verification(self) -> Model:
         """The CNN alone, deciding at its own calibrated cut-off.
 
-        Calibration puts the CNN's own precision cut-off in `verify.confident_similarity`
+        Calibration puts the CNN's own precision cut-off in `verify.confident_cnn_similarity`
         (pairs above it skip verification), so it is the right cut-off without it.
         """
         if self.verify is None:
             return self
-        cut = self.verify.confident_similarity
+        cut = self.verify.confident_cnn_similarity
         calibration = (
             replace(self.calibration, min_similarity=cut, method="the CNN's own cut-off")
             if cut < 1.0
@@ -302,7 +304,7 @@ class Model:
 def rule_fingerprint(model: Model) -> str:
     """A short digest of the verification settings: verified similarities from equal
     rule fingerprints (and equal model fingerprints) can be reused."""
-    settings = asdict(model.verify) if model.verify is not None else None
+    settings = model.verify.fingerprint_settings() if model.verify is not None else None
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 

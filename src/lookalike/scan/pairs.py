@@ -17,7 +17,7 @@ from lookalike.candidates import Pairs, candidate_scores
 from lookalike.index import build_search, find_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
-from lookalike.score import cosine_from_similarity
+from lookalike.score import cosine_from_cnn_similarity, decide
 from lookalike.verify import Matches
 
 __all__ = ["Pairs", "file_loader", "pair_scores"]
@@ -65,11 +65,11 @@ def pair_scores(
     search = build_search(vectors)
     found = find_pairs(
         vectors,
-        cosine_from_similarity(min_similarity),
+        cosine_from_cnn_similarity(min_similarity),
         search=search,
         on_progress=lambda done, _n: report("search", done, n),
     )
-    raw = model.similarity(vectors[found.i], vectors[found.j])
+    raw = model.cnn_similarity(vectors[found.i], vectors[found.j])
     verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)
@@ -89,7 +89,7 @@ def pair_scores(
         zip(found.i.tolist(), found.j.tolist(), strict=True), raw.tolist(), strict=True
     ):
         score = verified.pop(pair, score)
-        if score >= min_similarity:
+        if decide(score, min_similarity):
             scores[pair] = score
-    scores.update((pair, s) for pair, s in verified.items() if s >= min_similarity)
+    scores.update((pair, s) for pair, s in verified.items() if decide(s, min_similarity))
     return scores

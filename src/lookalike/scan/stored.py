@@ -11,6 +11,7 @@ from lookalike.records import FileError, Group, Member, Pair, ScanResult, ScanSt
 from lookalike.scan.groups import GroupPlan, build_groups
 from lookalike.scan.keepers import Candidate
 from lookalike.scan.walk import ScanError, inside_any, leads_out_of
+from lookalike.score import decide
 
 
 def reference_folders(store: Index) -> list[str]:
@@ -76,7 +77,7 @@ def read_result(
                 pa, pb = sorted((shown[a], shown[b]))
                 ha, hb = hashes[a], hashes[b]
                 blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
-                duplicate = (exact or similarity >= cut) and not blocked
+                duplicate = (exact or bool(decide(similarity, cut))) and not blocked
                 found, covers = matches(a, b)
                 pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact, found, covers))
             groups = tuple(

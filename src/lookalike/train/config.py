@@ -66,5 +66,5 @@ class TrainConfig:
             **raw,
             encoder=EncoderConfig(**enc),
             preprocess=Preprocess(**pre),
-            verify=VerifyConfig(**verify) if verify is not None else None,
+            verify=VerifyConfig.from_dict(verify) if verify is not None else None,
         )

@@ -10,7 +10,7 @@ from PIL import Image
 
 from lookalike.augment import FAMILIES, apply_edit, composite
 from lookalike.model import Model, prepare_image
-from lookalike.score import similarity_from_cosine
+from lookalike.score import cnn_similarity_from_cosine
 from lookalike.train.batches import _PairStream
 from lookalike.train.config import TrainConfig
 from lookalike.train.data import _Item, synthetic_image
@@ -82,4 +82,4 @@ def validation_scores(model: Model, val: _ValSet) -> tuple[np.ndarray, np.ndarra
     different = groups[:, None] != groups[None, :]
     upper = np.triu(np.ones_like(different), k=1).astype(bool)
     neg = sims[different & upper]
-    return similarity_from_cosine(pos), similarity_from_cosine(neg)
+    return cnn_similarity_from_cosine(pos), cnn_similarity_from_cosine(neg)

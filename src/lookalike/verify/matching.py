@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -21,8 +23,10 @@ class VerifyConfig:
     min_inlier_share: float = 0.25
     inlier_offset: float = 10.0
     inlier_scale: float = 20.0
-    candidate_min_similarity: float = 0.8
-    confident_similarity: float = 1.0
+    min_cnn_similarity: float = 0.8
+    """Lower edge of the verification band, on the CNN's scale (`lookalike.score`)."""
+    confident_cnn_similarity: float = 1.0
+    """Upper edge: at or above it the CNN alone is sure (calibration sets it)."""
     candidates_per_image: int = 5
     max_disagreement: float = 1.0
     """Largest share of the aligned overlap where A and B may differ (1.0: no content check)."""
@@ -46,9 +50,29 @@ class VerifyConfig:
     copy; beyond it the match shows two shots of one scene (0: no check; see
     `residual_motion`)."""
     expand_neighbours: int = 0
-    """Second round: for each sure pair (similarity >= confident_similarity), the partner's
+    """Second round: for each sure pair (similarity >= confident_cnn_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
     copies crowd its own neighbour list; their neighbours are where the others are."""
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> VerifyConfig:
+        """Settings as saved in a checkpoint or config file; older files' names
+        (`candidate_min_similarity`, `confident_similarity`) are read too."""
+        renamed = {LEGACY_NAMES.get(k, k): v for k, v in settings.items()}
+        return cls(**renamed)
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings under their older saved names, so a rule's fingerprint (and the
+        verified pairs an index keeps under it) survive the renaming."""
+        old = {new: old for old, new in LEGACY_NAMES.items()}
+        return {old.get(k, k): v for k, v in asdict(self).items()}
+
+
+LEGACY_NAMES = {
+    "candidate_min_similarity": "min_cnn_similarity",
+    "confident_similarity": "confident_cnn_similarity",
+}
+"""Settings renamed when the two similarity scales got distinct names."""
 
 
 @dataclass(frozen=True)
