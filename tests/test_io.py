@@ -24,6 +24,7 @@ from lookalike.io import (
     iter_image_files,
     load_image,
     open_image,
+    write_new,
 )
 
 RED = (255, 0, 0)
@@ -502,3 +503,12 @@ def test_a_heic_copy_of_a_jpeg_is_a_duplicate(tmp_path: Path) -> None:
     picture.save(tmp_path / "a.jpg", quality=92)
     picture.save(tmp_path / "a.heic", "HEIF", quality=80)
     assert load_model().compare(tmp_path / "a.jpg", tmp_path / "a.heic").duplicate
+
+
+def test_write_new_never_overwrites(tmp_path: Path) -> None:
+    first = write_new(b"one", tmp_path, "panel", ".png")
+    second = write_new(b"two", tmp_path, "panel", ".png")
+    assert (first.name, second.name) == ("panel.png", "panel-2.png")
+    assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
+    with pytest.raises(FileNotFoundError):
+        write_new(b"x", tmp_path / "missing", "panel", ".png")

@@ -329,3 +329,19 @@ def describe_fault(exc: BaseException) -> tuple[str, str, str] | None:
     if fault is None:
         return None
     return path, fault[0], fault[1]
+
+
+def write_new(data: bytes, folder: str | os.PathLike[str], stem: str, suffix: str) -> Path:
+    """Write `data` under a name not taken yet in `folder` (stem.suffix, stem-2.suffix,
+    ...), created exclusively, so no existing file is ever overwritten. OSError as the
+    system raises it; FileExistsError after 9,999 names taken."""
+    folder = Path(folder)
+    for n in range(1, 10_000):
+        path = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        try:
+            with path.open("xb") as file:
+                file.write(data)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"too many earlier files named {stem}*{suffix} in {folder}")

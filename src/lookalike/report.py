@@ -21,7 +21,15 @@ import xxhash
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from lookalike.io import UnreadableImage, load_image
-from lookalike.records import Group, LeakReport, Pair, Quarantine, ScanResult
+from lookalike.records import (
+    Evidence,
+    Explanation,
+    Group,
+    LeakReport,
+    Pair,
+    Quarantine,
+    ScanResult,
+)
 from lookalike.scan.keepers import KEEP_REASONS
 
 JSON_SCHEMA = 1
@@ -380,4 +388,40 @@ def quarantine_payload(outcome: Quarantine) -> dict[str, Any]:
         ],
         "skipped": [{"path": str(e.path), "reason": e.reason} for e in outcome.skipped],
         "stopped": outcome.stopped,
+    }
+
+
+def _evidence_payload(found: Evidence | None) -> dict[str, Any] | None:
+    """Local-feature verification as JSON: verdict, inliers, matched points, B's outline."""
+    if found is None:
+        return None
+    return {
+        "verdict": found.verdict,
+        "confirmed": found.confirmed,
+        "inliers": found.inliers,
+        "mirrored": found.mirrored,
+        "matches": [
+            [round(v, 1) for v in (*a, *b)]
+            for a, b in zip(found.points_a.tolist(), found.points_b.tolist(), strict=True)
+        ],
+        "outline_b_in_a": None
+        if found.outline is None
+        else [[round(v, 1) for v in p] for p in found.outline.tolist()],
+    }
+
+
+def explanation_payload(
+    result: Explanation, decided: str, overlays: Sequence[Path], panel: Path
+) -> dict[str, Any]:
+    """The `explain --json` object: the pair's score, how it was decided, the files."""
+    return {
+        "schema_version": 1,
+        "a": str(result.a),
+        "b": str(result.b),
+        "similarity": round(result.similarity, 4),
+        "duplicate": result.duplicate,
+        "decided_by": decided,
+        "verification": _evidence_payload(result.evidence),
+        "overlays": [str(p) for p in overlays],
+        "panel": str(panel),
     }

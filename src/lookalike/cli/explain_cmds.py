@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,46 +19,6 @@ from lookalike.cli._app import (
 )
 from lookalike.index import describe_fault
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from lookalike.records import Evidence
-
-
-def _write_new(image: Image.Image, folder: Path, stem: str) -> Path:
-    """Save a PNG under a name not taken yet (stem.png, stem-2.png, ...); never overwrite."""
-    buffer = io.BytesIO()
-    # Level 3 writes a 12-megapixel overlay twice as fast as the default, 18% larger.
-    image.save(buffer, format="PNG", compress_level=3)
-    for n in range(1, 10_000):
-        path = folder / (f"{stem}.png" if n == 1 else f"{stem}-{n}.png")
-        try:
-            with path.open("xb") as file:
-                file.write(buffer.getvalue())
-        except FileExistsError:
-            continue
-        return path
-    raise fail(f"too many earlier explanations named {stem}*.png in {folder}")
-
-
-def _evidence_payload(found: Evidence | None) -> dict[str, Any] | None:
-    """Local-feature verification as JSON: verdict, inliers, matched points, B's outline."""
-    if found is None:
-        return None
-    return {
-        "verdict": found.verdict,
-        "confirmed": found.confirmed,
-        "inliers": found.inliers,
-        "mirrored": found.mirrored,
-        "matches": [
-            [round(v, 1) for v in (*a, *b)]
-            for a, b in zip(found.points_a.tolist(), found.points_b.tolist(), strict=True)
-        ],
-        "outline_b_in_a": None
-        if found.outline is None
-        else [[round(v, 1) for v in p] for p in found.outline.tolist()],
-    }
-
 
 @app.command()
 def explain(
@@ -76,7 +34,8 @@ def explain(
     Writes both overlays and the panel as PNGs into --out, never over an existing file.
     Exit 0 either way, 1 if an image is unreadable.
     """
-    from lookalike.explain import METHODS, decided_by, explain_pair, overlay, panel
+    from lookalike.explain import METHODS, decided_by, explain_pair, write_explanation
+    from lookalike.report import explanation_payload
 
     if method not in METHODS:
         raise fail(f"--method must be one of {', '.join(METHODS)}")
@@ -86,34 +45,16 @@ def explain(
         loaded = load_model_option(model)
         result = explain_pair(a, b, loaded, method=method)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        stem_a, stem_b = a.stem, b.stem
-        if stem_a == stem_b:
-            stem_a, stem_b = f"{stem_a}_a", f"{stem_b}_b"
-        overlays = [
-            _write_new(overlay(result.image_a, result.heatmap_a), out, f"{stem_a}_heatmap"),
-            _write_new(overlay(result.image_b, result.heatmap_b), out, f"{stem_b}_heatmap"),
-        ]
-        panel_path = _write_new(panel(result), out, f"{a.stem}_vs_{b.stem}_explained")
+        *overlays, panel_path = write_explanation(result, out, (a.stem, b.stem))
+    except FileExistsError as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:
         fault = describe_fault(exc)
         advice = f"; {fault[2]} (--out)" if fault else ""
         code = EXIT_MACHINE if fault else EXIT_USAGE
         raise fail(f"cannot write to {out}: {exc.strerror or exc}{advice}", code) from None
     if json_output:
-        print_json(
-            {
-                "schema_version": 1,
-                "a": str(a),
-                "b": str(b),
-                "similarity": round(result.similarity, 4),
-                "duplicate": result.duplicate,
-                "decided_by": decided_by(result),
-                "verification": _evidence_payload(result.evidence),
-                "overlays": [str(p) for p in overlays],
-                "panel": str(panel_path),
-            }
-        )
+        print_json(explanation_payload(result, decided_by(result), overlays, panel_path))
         return
     console = stdout()
     if not SETTINGS.quiet:

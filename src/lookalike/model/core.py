@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -13,32 +12,18 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lookalike.io import load_image
+from lookalike.model.inference import Inference
 from lookalike.model.network import Encoder
 from lookalike.model.preprocess import (
     Preprocess,
     load_prepared,
     prepare_image,
-    standardise,
-    to_tensor,
 )
 from lookalike.records import Comparison, ModelStamp
-from lookalike.runtime import OnnxEncoder, export_onnx, onnx_available
 from lookalike.score import cnn_similarity_from_cosine, decide, is_ambiguous
-from lookalike.verify import (
-    NOTHING,
-    Keypoints,
-    Matches,
-    Verified,
-    VerifyConfig,
-    extract_keypoints,
-    fuse_similarity,
-    single_threaded_search,
-    verified_match,
-)
+from lookalike.verify import NOTHING, Keypoints, Matches, VerifyConfig, fuse_similarity, match_pairs
 
 
 @dataclass(frozen=True)
@@ -70,48 +55,30 @@ class Model:
     """"auto" (ONNX Runtime when installed, else PyTorch), "onnx" or "torch"."""
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("auto", "onnx", "torch"):
-            raise ValueError(f"runtime must be auto, onnx or torch, not {self.runtime!r}")
         self.encoder.eval()
         self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._fast: Encoder | None = None
-        self._fast_key: tuple[tuple[int, int], ...] = ()
-        self._onnx: OnnxEncoder | None = None
-        self._onnx_key: tuple[object, ...] = ()
-        self._exported: tuple[object, bytes] | None = None
+        self._inference = Inference(self.encoder, self.preprocess, self.runtime)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the inference caches (an ONNX Runtime session cannot be pickled)."""
         state = dict(self.__dict__)
-        state.update(_fast=None, _fast_key=(), _onnx=None, _onnx_key=(), _exported=None)
+        del state["_inference"]
         return state
 
-    def _weights_key(self) -> tuple[tuple[int, int], ...]:
-        """Changes whenever a weight or statistic is replaced or modified in place."""
-        tensors = self.encoder.state_dict(keep_vars=True).values()
-        return tuple((id(t), t._version) for t in tensors)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._inference = Inference(self.encoder, self.preprocess, self.runtime)
 
-    def _inference_encoder(self) -> Encoder:
-        """A copy with batch norm folded into the convolutions (same outputs, faster).
-
-        Rebuilt when the encoder's weights change (during training, validation embeds
-        with the model being trained).
-        """
-        key = self._weights_key()
-        if self._fast is None or key != self._fast_key:
-            fast = copy.deepcopy(self.encoder).eval()
-            for module in fast.modules():
-                if (
-                    isinstance(module, nn.Sequential)
-                    and len(module) == 3
-                    and isinstance(module[0], nn.Conv2d)
-                    and isinstance(module[1], nn.BatchNorm2d)
-                ):
-                    module[0] = fuse_conv_bn_eval(module[0], module[1])
-                    module[1] = nn.Identity()
-            self._fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            self._fast_key = key
-        return self._fast
+    def _engine(self) -> Inference:
+        """The inference caches, renewed if the encoder, preprocessing or runtime changed."""
+        engine = self._inference
+        if (
+            engine.encoder is not self.encoder
+            or engine.preprocess != self.preprocess
+            or engine.runtime != self.runtime
+        ):
+            self._inference = engine = Inference(self.encoder, self.preprocess, self.runtime)
+        return engine
 
     @property
     def min_similarity(self) -> float:
@@ -122,30 +89,15 @@ class Model:
         """Embed prepared uint8 NHWC inputs -> float32 (N, D) unit vectors."""
         if len(batch) == 0:
             return np.zeros((0, self.encoder.config.embed_dim), dtype=np.float32)
-        with torch.inference_mode():
-            encoder = self._inference_encoder()
-            if self.uses_onnx():
-                return self._onnx_encoder(encoder)(standardise(batch, self.preprocess))
-            return encoder(to_tensor(batch, self.preprocess)).numpy().astype(np.float32)
-
-    def _onnx_encoder(self, encoder: Encoder) -> OnnxEncoder:
-        """The folded encoder in ONNX Runtime, rebuilt when weights or thread count change."""
-        key = (self._fast_key, torch.get_num_threads())
-        if self._onnx is None or key != self._onnx_key:
-            self._onnx = OnnxEncoder(self.onnx_bytes(), torch.get_num_threads())
-            self._onnx_key = key
-        return self._onnx
+        return self._engine().embed(batch)
 
     def uses_onnx(self) -> bool:
         """Whether embeddings are computed by ONNX Runtime (see `runtime`)."""
-        return self.runtime == "onnx" or (self.runtime == "auto" and onnx_available())
+        return self._engine().uses_onnx()
 
     def onnx_bytes(self) -> bytes:
         """The encoder (batch norm folded) exported to ONNX, for ONNX Runtime sessions."""
-        encoder = self._inference_encoder()
-        if self._exported is None or self._exported[0] != self._fast_key:
-            self._exported = (self._fast_key, export_onnx(encoder, self.preprocess.input_size))
-        return self._exported[1]
+        return self._engine().onnx_bytes()
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
         """Embed PIL images -> float32 (N, D) unit vectors."""
@@ -217,35 +169,7 @@ class Model:
         """
         if self.verify is None or len(pairs) == 0:
             return Matches.of([NOTHING] * len(pairs))
-        config = self.verify
-        cache = {} if cache is None else cache
-
-        firsts = set(np.asarray(pairs)[:, 0].tolist())
-
-        def prime(n: int) -> None:
-            # Runs once per image, before any match, so each image is decoded at most once.
-            # Mirrored keypoints are matched for the first image of a pair: take both
-            # sides from one decode (a mirrored match is tried for most pairs).
-            missing = [
-                m for m in ((False, True) if n in firsts else (False,)) if (n, m) not in cache
-            ]
-            if missing:
-                image = load(n)
-                for mirrored in missing:
-                    cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
-
-        def matched(pair: np.ndarray) -> Verified:
-            a, b = int(pair[0]), int(pair[1])
-            return verified_match(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        images = np.unique(np.asarray(pairs).ravel())
-        with ThreadPoolExecutor(
-            threads or os.cpu_count() or 1, initializer=single_threaded_search
-        ) as pool:
-            list(pool.map(prime, images.tolist()))
-            return Matches.of(list(pool.map(matched, np.asarray(pairs))))
+        return match_pairs(self.verify, load, pairs, threads, cache)
 
     def compare(
         self,

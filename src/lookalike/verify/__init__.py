@@ -20,6 +20,9 @@ homography nothing is left to move; two shots of one scene leave parts that stil
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -61,6 +64,7 @@ __all__ = [
     "fuse_similarity",
     "judge_match",
     "match_keypoints",
+    "match_pairs",
     "nearest_two",
     "pair_evidence",
     "residual_motion",
@@ -231,3 +235,41 @@ def fuse_similarity(
     return 1.0 - (1.0 - np.asarray(similarity, dtype=np.float64)) * np.exp(
         -evidence / config.inlier_scale
     )
+
+
+def match_pairs(
+    config: VerifyConfig,
+    load: Callable[[int], Image.Image],
+    pairs: np.ndarray,
+    threads: int | None = None,
+    cache: dict[tuple[int, bool], Keypoints] | None = None,
+) -> Matches:
+    """`verified_match` for each pair (P, 2) of image numbers, on `threads` threads.
+
+    `load(n)` opens image n, once per image not in `cache` (keypoints by (image,
+    mirrored), kept across calls; the caller bounds it); the first image of a pair also
+    gets mirrored keypoints, from the same decode.
+    """
+    if len(pairs) == 0:
+        return Matches.of([])
+    cache = {} if cache is None else cache
+    firsts = set(np.asarray(pairs)[:, 0].tolist())
+
+    def prime(n: int) -> None:
+        # Runs once per image, before any match, so each image is decoded at most once.
+        missing = [m for m in ((False, True) if n in firsts else (False,)) if (n, m) not in cache]
+        if missing:
+            image = load(n)
+            for mirrored in missing:
+                cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
+
+    def matched(pair: np.ndarray) -> Verified:
+        a, b = int(pair[0]), int(pair[1])
+        return verified_match(cache[(a, False)], cache[(a, True)], cache[(b, False)], config)
+
+    images = np.unique(np.asarray(pairs).ravel())
+    with ThreadPoolExecutor(
+        threads or os.cpu_count() or 1, initializer=single_threaded_search
+    ) as pool:
+        list(pool.map(prime, images.tolist()))
+        return Matches.of(list(pool.map(matched, np.asarray(pairs))))
