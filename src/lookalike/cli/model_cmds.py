@@ -43,17 +43,9 @@ def compare(
         loaded = load_model_option(model)
         result = loaded.compare(a, b, min_similarity=min_similarity)
     if json_output:
-        print_json(
-            {
-                "schema_version": 1,
-                "a": str(a),
-                "b": str(b),
-                "similarity": round(result.similarity, 4),
-                "duplicate": result.duplicate,
-                "min_similarity": round(result.min_similarity, 4),
-                "model": result.model,
-            }
-        )
+        from lookalike.report import comparison_payload
+
+        print_json(comparison_payload(result))
         return
     verdict = "duplicate" if result.duplicate else "not a duplicate"
     out = stdout()

@@ -267,27 +267,14 @@ def query(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """List the indexed images most like IMAGE, best first."""
+    from lookalike.report import lookalikes_payload
     from lookalike.scan import find_lookalikes
 
     with user_errors():
         loaded = load_model_option(model)
         found = find_lookalikes(image, index, model=loaded, k=k)
     if json_output:
-        print_json(
-            {
-                "schema_version": 1,
-                "image": str(image),
-                "matches": [
-                    {
-                        "path": str(p.b),
-                        "similarity": round(p.similarity, 6),
-                        "duplicate": p.duplicate,
-                        "exact": p.exact,
-                    }
-                    for p in found
-                ],
-            }
-        )
+        print_json(lookalikes_payload(image, found))
         return
     out = stdout()
     for pair in found:
