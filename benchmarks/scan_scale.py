@@ -3,12 +3,24 @@
     python benchmarks/scan_scale.py /tmp/scale100k --generate 100000 --photos /work/shared/photos
 
 Generates (once, in one process per core) N JPEG images under DIR/images: distinct
-pictures cut from the photos at random places and scales (320-640 px), and one in ten
-an edited copy of another (a random edit family). Then, on a warm page cache, it times
-a fresh scan into a new index (walk, hash, decode, embed, search, group, store: all of
-`scan_folder`), then imagehash's pHash over the same files on all cores, and prints
-both rates, their ratio, the peak memory of each, and the time to write the HTML
-report. `--tiny` is a seconds-long smoke run.
+pictures cut from the photos at random places and scales (`--sides`, default 320-640
+px), and a share `--copies` (default 0.1) edited copies of an earlier distinct picture
+(a random edit family); `--squash 32` makes every picture 32 x 32 (CIFAR-style). Then,
+on a warm page cache, it times a fresh scan into a new index (walk, hash, decode, embed,
+search, verify, group, store: all of `scan_folder`), then the peer over the same files
+on all cores, and prints both rates, their ratio, the peak memory of each, and the time
+to write the HTML report. The peer `phash-plain` is pHash as most scripts call it,
+`imagehash.phash(Image.open(path))`, one process per core (faster than `phash`, which
+applies EXIF orientation and converts to RGB first). `--tiny` is a seconds-long smoke run.
+
+The ratio table of BENCHMARKS.md (three photo folders and the small images):
+
+    for c in 0.01 0.15 0.94; do python benchmarks/scan_scale.py /tmp/ratio-$c --generate 2000 \
+        --photos ../shared/photos --copies $c --sides 640,1024 --peer phash-plain --no-report; done
+    python benchmarks/scan_scale.py /tmp/ratio-320 --generate 2000 --photos ../shared/photos \
+        --copies 0.1 --peer phash-plain --no-report
+    python benchmarks/scan_scale.py /tmp/ratio-32 --generate 4000 --photos ../shared/photos \
+        --copies 0.1 --squash 32 --peer phash-plain --no-report
 """
 
 from __future__ import annotations
@@ -40,8 +52,11 @@ def _photo(path: str) -> Image.Image:
     return load_image(path, min_side=700)
 
 
-def _picture(photos: list[str], seed: int) -> Image.Image:
-    """A distinct picture: a random region of a random photo, scaled to 320-640 px."""
+def _picture(
+    photos: list[str], seed: int, sides: tuple[int, int] = (320, 640), squash: int = 0
+) -> Image.Image:
+    """A distinct picture: a random region of a random photo, its longer side in `sides`
+    (or squashed to `squash` x `squash`)."""
     rng = np.random.default_rng(seed)
     photo = _photo(photos[int(rng.integers(len(photos)))])
     w, h = photo.size
@@ -49,27 +64,54 @@ def _picture(photos: list[str], seed: int) -> Image.Image:
     cw, ch = max(32, int(w * scale)), max(32, int(h * scale))
     left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     crop = photo.crop((left, top, left + cw, top + ch))
-    side = int(rng.integers(320, 641))
+    side = int(rng.integers(sides[0], sides[1] + 1))
     crop.thumbnail((side, side))
-    return crop
+    return crop.resize((squash, squash), Image.Resampling.BILINEAR) if squash else crop
 
 
-def _write_chunk(photos: list[str], out: str, numbers: list[int]) -> int:
+def _is_copy(k: int, copies: float) -> bool:
+    """Whether image k is an edited copy (the legacy layout: one in ten, k % 10 == 9)."""
+    if copies == 0.1:
+        return k % 10 == 9
+    return k > 0 and np.random.default_rng(20_000_000 + k).random() < copies
+
+
+def _write_chunk(
+    photos: list[str],
+    out: str,
+    copies: float,
+    sides: tuple[int, int],
+    squash: int,
+    numbers: list[int],
+) -> int:
     for k in numbers:
         rng = np.random.default_rng(10_000_000 + k)
-        if k % 10 == 9:  # an edited copy of an earlier picture
+        if _is_copy(k, copies):  # an edited copy of an earlier distinct picture
             source = int(rng.integers(0, k))
+            while source > 0 and _is_copy(source, copies):
+                source = int(rng.integers(0, source))
             family = FAMILIES[int(rng.integers(len(FAMILIES)))]
-            image = apply_edit(_picture(photos, source), family, seed=k, strength=0.5)
+            original = _picture(photos, source, sides)
+            image = apply_edit(original, family, seed=k, strength=0.5)
+            if squash:
+                image = image.resize((squash, squash), Image.Resampling.BILINEAR)
         else:
-            image = _picture(photos, k)
+            image = _picture(photos, k, sides, squash)
         folder = Path(out) / f"{k // 1000:04d}"
         folder.mkdir(parents=True, exist_ok=True)
         image.convert("RGB").save(folder / f"img{k:07d}.jpg", quality=90)
     return len(numbers)
 
 
-def generate(photos_dir: Path, out: Path, n: int, workers: int) -> int:
+def generate(
+    photos_dir: Path,
+    out: Path,
+    n: int,
+    workers: int,
+    copies: float = 0.1,
+    sides: tuple[int, int] = (320, 640),
+    squash: int = 0,
+) -> int:
     """Write images 0..n-1 that are not there yet (a rerun resumes); returns how many."""
     photos = [str(p) for p in iter_image_files([photos_dir])]
     if not photos:
@@ -77,8 +119,25 @@ def generate(photos_dir: Path, out: Path, n: int, workers: int) -> int:
     todo = [k for k in range(n) if not (out / f"{k // 1000:04d}" / f"img{k:07d}.jpg").exists()]
     chunks = [todo[i : i + 200] for i in range(0, len(todo), 200)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        done = sum(pool.map(functools.partial(_write_chunk, photos, str(out)), chunks))
+        write = functools.partial(_write_chunk, photos, str(out), copies, sides, squash)
+        done = sum(pool.map(write, chunks))
     return done
+
+
+def _plain_phash_chunk(paths: list[str]) -> int:
+    import imagehash
+
+    for path in paths:
+        imagehash.phash(Image.open(path))
+    return len(paths)
+
+
+def plain_phash(paths: Sequence[Path], workers: int) -> int:
+    """`imagehash.phash(Image.open(path))` over every file, one process per core."""
+    names = [str(p) for p in paths]
+    chunks = [names[i : i + 256] for i in range(0, len(names), 256)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(_plain_phash_chunk, chunks))
 
 
 def _figures(count: int, monitor: ResourceMonitor) -> dict[str, float]:
@@ -97,7 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--generate", type=int, default=0, help="Make sure N images exist.")
     parser.add_argument("--photos", type=Path, help="Photos to cut the images from.")
     parser.add_argument("--model", type=Path, help="Checkpoint (default: the bundled model).")
-    parser.add_argument("--peer", default="phash", help="Hash to compare with (default phash).")
+    parser.add_argument(
+        "--peer", default="phash", help="Hash to compare with: phash-plain, phash (default), ..."
+    )
+    parser.add_argument("--copies", type=float, default=0.1, help="Share of edited copies.")
+    parser.add_argument("--sides", default="320,640", help="Longer side range of the pictures.")
+    parser.add_argument("--squash", type=int, default=0, help="Squash every picture to N x N.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-report", action="store_true", help="Skip the HTML report.")
     parser.add_argument(
@@ -113,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.photos:
             parser.error("--generate needs --photos")
         started = time.perf_counter()
-        made = generate(args.photos, images, args.generate, args.workers)
+        low, high = (int(v) for v in args.sides.split(","))
+        made = generate(
+            args.photos, images, args.generate, args.workers, args.copies, (low, high), args.squash
+        )
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s")
     paths = list(iter_image_files([images]))
     if not paths:
@@ -129,8 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages: dict[str, float] = {}
     began = time.perf_counter()
 
+    verified = [0]
+
     def note_stage(progress: ScanProgress) -> None:
         stages.setdefault(progress.stage, time.perf_counter() - began)
+        if progress.stage == "verify":
+            verified[0] = max(verified[0], progress.done)
 
     with ResourceMonitor(interval=0.5) as monitor:
         result = scan_folder(
@@ -152,17 +223,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": not args.no_verify,
         "groups": result.stats.groups,
         "pairs": len(result.pairs),
+        "verified_pairs": verified[0],
         "errors": result.stats.errors,
     }
     with ResourceMonitor(interval=0.5) as monitor:
-        hashes = hash_files(paths, args.peer, workers=args.workers)
-    peer = {**_figures(len(paths), monitor), "errors": len(hashes.errors)}
+        if args.peer == "phash-plain":
+            errors = len(paths) - plain_phash(paths, args.workers)
+        else:
+            errors = len(hash_files(paths, args.peer, workers=args.workers).errors)
+    peer = {**_figures(len(paths), monitor), "errors": errors}
     ratio = scan["images_per_s"] / peer["images_per_s"]
     ingest_ratio = scan["ingest_images_per_s"] / peer["images_per_s"]
     print(
         f"scan ({model.model_id}): {scan['seconds']:.1f} s, {scan['images_per_s']:.1f} images/s, "
         f"CPU {scan['cpu_util']:.0%}, peak {scan['peak_rss_mb']:,.0f} MB; "
-        f"{scan['groups']:,} groups, {scan['pairs']:,} pairs, {scan['errors']} unreadable"
+        f"{scan['groups']:,} groups, {scan['pairs']:,} pairs, {scan['errors']} unreadable, "
+        f"{scan['verified_pairs']:,} pairs verified"
     )
     print(
         f"{args.peer} (all cores): {peer['seconds']:.1f} s, {peer['images_per_s']:.1f} images/s, "
@@ -191,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "model": model.model_id,
                 "images": len(paths),
+                "copies": args.copies,
+                "sides": args.sides,
+                "squash": args.squash,
                 "megabytes": round(size / 2**20, 1),
                 "scan": scan,
                 "peer": {"name": args.peer, **peer},

@@ -75,3 +75,28 @@ def test_throughput_tiny(
     assert report["files"] == 8
     assert [s["system"] for s in report["systems"]] == ["lookalike (tiny-test)", "phash"]
     assert all(s["images_per_s"] > 0 for s in report["systems"])
+
+
+def test_scan_scale_tiny_small_images(
+    synthetic_folder: SyntheticFolder, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in synthetic_folder.originals:
+        (photos / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "scale.json"
+    result = run(
+        "scan_scale.py", str(tmp_path / "work"), "--tiny", "--photos", str(photos),
+        "--copies", "0.5", "--squash", "32", "--peer", "phash-plain", "--no-report",
+        "--model", str(tiny_checkpoint), "--json-out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "whole scan ÷ phash-plain throughput" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["images"] == 40 and report["squash"] == 32
+    assert report["peer"]["name"] == "phash-plain" and report["peer"]["errors"] == 0
+    assert report["scan"]["images_per_s"] > 0 and report["scan"]["verified_pairs"] >= 0
+    sizes = {Image.open(p).size for p in (tmp_path / "work" / "images").rglob("*.jpg")}
+    assert sizes == {(32, 32)}
