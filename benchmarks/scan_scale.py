@@ -3,9 +3,10 @@
     python benchmarks/scan_scale.py /tmp/scale100k --generate 100000 --photos /work/shared/photos
 
 Generates (once, in one process per core) N JPEG images under DIR/images: distinct
-pictures cut from the photos at random places and scales (`--sides`, default 320-640
-px), and a share `--copies` (default 0.1) edited copies of an earlier distinct picture
-(a random edit family); `--squash 32` makes every picture 32 x 32 (CIFAR-style). Then,
+pictures cut from the photos (`--layout`: random regions, or whole photos and
+non-overlapping tiles) at random scales (`--sides`, default 320-640 px), and a share
+`--copies` (default 0.1) edited copies of an earlier distinct picture (a random edit
+family); `--squash 32` makes every picture 32 x 32 (CIFAR-style). Then,
 on a warm page cache, it times a fresh scan into a new index (walk, hash, decode, embed,
 search, verify, group, store: all of `scan_folder`), then the peer over the same files
 on all cores, and prints both rates, their ratio, the peak memory of each, and the time
@@ -13,14 +14,16 @@ to write the HTML report. The peer `phash-plain` is pHash as most scripts call i
 `imagehash.phash(Image.open(path))`, one process per core (faster than `phash`, which
 applies EXIF orientation and converts to RGB first). `--tiny` is a seconds-long smoke run.
 
-The ratio table of BENCHMARKS.md (three photo folders and the small images):
+The ratio table of BENCHMARKS.md (three photo folders and two small-image ones; the
+distinct layout: no two distinct pictures share a pixel):
 
     for c in 0.01 0.15 0.94; do python benchmarks/scan_scale.py /tmp/ratio-$c --generate 2000 \
-        --photos ../shared/photos --copies $c --sides 640,1024 --peer phash-plain --no-report; done
+        --photos ../shared/photos --layout distinct --copies $c --sides 640,1024 \
+        --peer phash-plain --no-report; done
     python benchmarks/scan_scale.py /tmp/ratio-320 --generate 2000 --photos ../shared/photos \
-        --copies 0.1 --peer phash-plain --no-report
-    python benchmarks/scan_scale.py /tmp/ratio-32 --generate 4000 --photos ../shared/photos \
-        --copies 0.1 --squash 32 --peer phash-plain --no-report
+        --layout distinct --copies 0.1 --peer phash-plain --no-report
+    python benchmarks/scan_scale.py /tmp/ratio-32 --generate 2000 --photos ../shared/photos \
+        --layout distinct --copies 0.1 --squash 32 --peer phash-plain --no-report
 """
 
 from __future__ import annotations
@@ -69,6 +72,31 @@ def _picture(
     return crop.resize((squash, squash), Image.Resampling.BILINEAR) if squash else crop
 
 
+def _distinct(photos: list[str], rank: int, sides: tuple[int, int], squash: int) -> Image.Image:
+    """The `rank`-th distinct picture of the `distinct` layout: no two share a pixel. The
+    first half of the photos are used whole, the second half as 2 x 2 non-overlapping
+    tiles (2.5 pictures per photo in all)."""
+    whole = len(photos) // 2
+    if rank < whole:
+        picture = _photo(photos[rank])
+    else:
+        tile = rank - whole
+        if tile >= 4 * (len(photos) - whole):
+            raise SystemExit(
+                f"the distinct layout makes at most {whole + 4 * (len(photos) - whole)} "
+                "distinct pictures from these photos; ask for fewer images or more copies"
+            )
+        photo = _photo(photos[whole + tile // 4])
+        w, h = photo.size
+        col, row = tile % 4 % 2, tile % 4 // 2
+        picture = photo.crop((col * w // 2, row * h // 2, (col + 1) * w // 2, (row + 1) * h // 2))
+    rng = np.random.default_rng(30_000_000 + rank)
+    side = int(rng.integers(sides[0], sides[1] + 1))
+    picture = picture.copy()
+    picture.thumbnail((side, side))
+    return picture.resize((squash, squash), Image.Resampling.BILINEAR) if squash else picture
+
+
 def _is_copy(k: int, copies: float) -> bool:
     """Whether image k is an edited copy (the legacy layout: one in ten, k % 10 == 9)."""
     if copies == 0.1:
@@ -82,8 +110,16 @@ def _write_chunk(
     copies: float,
     sides: tuple[int, int],
     squash: int,
+    ranks: dict[int, int] | None,
     numbers: list[int],
 ) -> int:
+    """Write images `numbers`; `ranks` (distinct layout) numbers the distinct pictures."""
+
+    def picture(k: int, small: int) -> Image.Image:
+        if ranks is None:
+            return _picture(photos, k, sides, small)
+        return _distinct(photos, ranks[k], sides, small)
+
     for k in numbers:
         rng = np.random.default_rng(10_000_000 + k)
         if _is_copy(k, copies):  # an edited copy of an earlier distinct picture
@@ -91,12 +127,11 @@ def _write_chunk(
             while source > 0 and _is_copy(source, copies):
                 source = int(rng.integers(0, source))
             family = FAMILIES[int(rng.integers(len(FAMILIES)))]
-            original = _picture(photos, source, sides)
-            image = apply_edit(original, family, seed=k, strength=0.5)
+            image = apply_edit(picture(source, 0), family, seed=k, strength=0.5)
             if squash:
                 image = image.resize((squash, squash), Image.Resampling.BILINEAR)
         else:
-            image = _picture(photos, k, sides, squash)
+            image = picture(k, squash)
         folder = Path(out) / f"{k // 1000:04d}"
         folder.mkdir(parents=True, exist_ok=True)
         image.convert("RGB").save(folder / f"img{k:07d}.jpg", quality=90)
@@ -111,15 +146,24 @@ def generate(
     copies: float = 0.1,
     sides: tuple[int, int] = (320, 640),
     squash: int = 0,
+    layout: str = "crops",
 ) -> int:
-    """Write images 0..n-1 that are not there yet (a rerun resumes); returns how many."""
-    photos = [str(p) for p in iter_image_files([photos_dir])]
+    """Write images 0..n-1 that are not there yet (a rerun resumes); returns how many.
+
+    `layout` "crops": each distinct picture a random region of a random photo (overlapping
+    crops of one photo are partial copies of each other: a stress case); "distinct": no
+    two distinct pictures share a pixel (`_distinct`)."""
+    photos = sorted(str(p) for p in iter_image_files([photos_dir]))
     if not photos:
         raise SystemExit(f"no photos in {photos_dir}")
+    ranks = None
+    if layout == "distinct":
+        originals = [k for k in range(n) if not _is_copy(k, copies)]
+        ranks = {k: rank for rank, k in enumerate(originals)}
     todo = [k for k in range(n) if not (out / f"{k // 1000:04d}" / f"img{k:07d}.jpg").exists()]
     chunks = [todo[i : i + 200] for i in range(0, len(todo), 200)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        write = functools.partial(_write_chunk, photos, str(out), copies, sides, squash)
+        write = functools.partial(_write_chunk, photos, str(out), copies, sides, squash, ranks)
         done = sum(pool.map(write, chunks))
     return done
 
@@ -162,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--copies", type=float, default=0.1, help="Share of edited copies.")
     parser.add_argument("--sides", default="320,640", help="Longer side range of the pictures.")
     parser.add_argument("--squash", type=int, default=0, help="Squash every picture to N x N.")
+    parser.add_argument(
+        "--layout",
+        choices=("crops", "distinct"),
+        default="crops",
+        help="crops: random regions of the photos (overlapping: a stress case); distinct: "
+        "whole photos and non-overlapping tiles, no shared pixels.",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-report", action="store_true", help="Skip the HTML report.")
     parser.add_argument(
@@ -179,7 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         low, high = (int(v) for v in args.sides.split(","))
         made = generate(
-            args.photos, images, args.generate, args.workers, args.copies, (low, high), args.squash
+            args.photos,
+            images,
+            args.generate,
+            args.workers,
+            args.copies,
+            (low, high),
+            args.squash,
+            args.layout,
         )
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s")
     paths = list(iter_image_files([images]))
@@ -270,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "copies": args.copies,
                 "sides": args.sides,
                 "squash": args.squash,
+                "layout": args.layout,
                 "megabytes": round(size / 2**20, 1),
                 "scan": scan,
                 "peer": {"name": args.peer, **peer},

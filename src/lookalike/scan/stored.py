@@ -72,6 +72,14 @@ def read_result(
                     return None, None
                 return verified.get((min(ha, hb), max(ha, hb)), (None, None))
 
+            as_path: dict[str, Path] = {}  # one Path per file: a big scan has millions of pairs
+
+            def path_of(name: str) -> Path:
+                found = as_path.get(name)
+                if found is None:
+                    found = as_path[name] = Path(name)
+                return found
+
             pairs = []
             for a, b, similarity, exact in store.pairs():
                 pa, pb = sorted((shown[a], shown[b]))
@@ -79,13 +87,15 @@ def read_result(
                 blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
                 duplicate = (exact or bool(decide(similarity, cut))) and not blocked
                 found, covers = matches(a, b)
-                pairs.append(Pair(Path(pa), Path(pb), similarity, duplicate, exact, found, covers))
+                pairs.append(
+                    Pair(path_of(pa), path_of(pb), similarity, duplicate, exact, found, covers)
+                )
             groups = tuple(
                 Group(
-                    Path(shown[g.keep]),
+                    path_of(shown[g.keep]),
                     tuple(
                         Member(
-                            Path(shown[f]),
+                            path_of(shown[f]),
                             s,
                             f != g.keep and hashes[f] == hashes[g.keep],
                             *(matches(g.keep, f) if f != g.keep else (None, None)),
@@ -98,7 +108,7 @@ def read_result(
             )
             errors = tuple(FileError(Path(s), e) for s, e in store.unreadable())
             shots = tuple(
-                Shot(Path(shown[a]), Path(shown[b]), s, c) for a, b, s, c in shot_files(store)
+                Shot(path_of(shown[a]), path_of(shown[b]), s, c) for a, b, s, c in shot_files(store)
             )
             if stats is None:
                 stats = ScanStats(**(store.last_stats() or {}))  # type: ignore[arg-type]
