@@ -123,9 +123,14 @@ def _write_chunk(
     for k in numbers:
         rng = np.random.default_rng(10_000_000 + k)
         if _is_copy(k, copies):  # an edited copy of an earlier distinct picture
-            source = int(rng.integers(0, k))
-            while source > 0 and _is_copy(source, copies):
-                source = int(rng.integers(0, source))
+            if ranks is None:  # any earlier one (early pictures collect more copies)
+                source = int(rng.integers(0, k))
+                while source > 0 and _is_copy(source, copies):
+                    source = int(rng.integers(0, source))
+            else:  # the last one before it: each original and its copies, side by side
+                source = k - 1
+                while source > 0 and _is_copy(source, copies):
+                    source -= 1
             family = FAMILIES[int(rng.integers(len(FAMILIES)))]
             image = apply_edit(picture(source, 0), family, seed=k, strength=0.5)
             if squash:
@@ -151,8 +156,10 @@ def generate(
     """Write images 0..n-1 that are not there yet (a rerun resumes); returns how many.
 
     `layout` "crops": each distinct picture a random region of a random photo (overlapping
-    crops of one photo are partial copies of each other: a stress case); "distinct": no
-    two distinct pictures share a pixel (`_distinct`)."""
+    crops of one photo are partial copies of each other: a stress case), a copy's original
+    any earlier picture; "distinct": no two distinct pictures share a pixel (`_distinct`),
+    a copy's original the last distinct picture before it (groups of 1 / (1 - copies) on
+    average)."""
     photos = sorted(str(p) for p in iter_image_files([photos_dir]))
     if not photos:
         raise SystemExit(f"no photos in {photos_dir}")
