@@ -187,6 +187,37 @@ def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type:
     assert set(single) <= set(scores)
 
 
+def test_strangers_are_stored_but_not_kept_in_memory(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from lookalike.candidates import candidate_scores
+
+    vectors, images = _crowded_layout()
+    config = replace(
+        CONFIG,
+        min_cnn_similarity=0.6,
+        confident_cnn_similarity=0.99,
+        candidates_per_image=2,
+        expand_neighbours=2,
+    )
+    model = replace(tiny_model, verify=config)
+    load = images.__getitem__
+    everything = candidate_scores(model, vectors, load)
+    stored: dict[tuple[int, int], float] = {}
+
+    def remember(pairs: np.ndarray, fused: np.ndarray, _matches: object) -> None:
+        stored.update(zip(map(tuple, pairs.tolist()), fused.tolist(), strict=True))
+
+    kept = candidate_scores(model, vectors, load, keep_from=0.95, on_verified=remember)
+    assert stored == everything  # every verified pair still reaches the index, once
+    assert kept == {pair: s for pair, s in everything.items() if s >= 0.95}
+    assert (5, 6) in everything and (5, 6) not in kept  # the stranger
+    # Reused pairs are not verified again, and count as scored for round two.
+    stored.clear()
+    reused = candidate_scores(
+        model, vectors, load, reuse=everything, keep_from=0.95, on_verified=remember
+    )
+    assert stored == {} and reused == kept
+
+
 def test_chunked_verification_matches_one_pass_and_loads_each_image_once(
     tiny_model,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,

@@ -87,6 +87,7 @@ def candidate_scores(
     *,
     search: faiss.Index | None = None,
     reuse: Pairs | None = None,
+    keep_from: float = 0.0,
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Pairs:
@@ -96,7 +97,10 @@ def candidate_scores(
     pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
     `reuse` holds similarities verified before (not verified again), `on_verified(pairs,
     similarities, matches)` receives new ones as they come, `on_progress(done,
-    total)` counts pairs (the total grows when round two starts).
+    total)` counts pairs (the total grows when round two starts). Only pairs scored at
+    least `keep_from` (or sure) are returned: a scan passes its review cut-off, so memory
+    grows with the pairs it reports, not with the strangers it verified (every verified
+    pair still reaches `on_verified`).
     """
     config = model.verify
     scores: Pairs = {}
@@ -104,20 +108,28 @@ def candidate_scores(
         return scores
     search = search if search is not None else build_search(vectors)
     known = reuse or {}
+    keep = min(keep_from, config.confident_cnn_similarity)
+    seen: list[np.ndarray] = []  # keys (a * n + b) of the pairs scored so far
+    n = len(vectors)
     keypoints: dict[tuple[int, bool], Keypoints] = {}  # round two meets round one's images
     done = 0
     total = 0
 
+    def note(pairs: np.ndarray, values: np.ndarray) -> None:
+        seen.append(pairs[:, 0] * n + pairs[:, 1])
+        wanted = values >= keep
+        scores.update(zip(map(tuple, pairs[wanted].tolist()), values[wanted].tolist(), strict=True))
+
     def verify(pairs: np.ndarray, raw: np.ndarray) -> None:
         nonlocal done, total
-        fresh = []
-        for k, pair in enumerate(map(tuple, pairs.tolist())):
-            if pair in scores:
-                continue
-            if pair in known:
-                scores[pair] = known[pair]
-            else:
-                fresh.append(k)
+        if seen and len(pairs):
+            new = ~np.isin(pairs[:, 0] * n + pairs[:, 1], np.concatenate(seen))
+            pairs, raw = pairs[new], raw[new]
+        reused = np.array([tuple(pair) in known for pair in pairs.tolist()], dtype=bool)
+        if reused.any():
+            values = np.array([known[tuple(pair)] for pair in pairs[reused].tolist()])
+            note(pairs[reused], values)
+        fresh = np.flatnonzero(~reused)
         total += len(fresh)
         if on_progress:
             on_progress(done, total)
@@ -125,7 +137,7 @@ def candidate_scores(
         def chunk_done(chunk: np.ndarray, fused: np.ndarray, matches: Matches) -> None:
             nonlocal done
             done += len(chunk)
-            scores.update(zip(map(tuple, chunk.tolist()), fused.tolist(), strict=True))
+            note(chunk, fused)
             if on_verified:
                 on_verified(chunk, fused, matches)
             if on_progress:

@@ -79,6 +79,7 @@ def pair_scores(
             load,
             search=search,
             reuse=reuse,
+            keep_from=min_similarity,
             on_verified=on_verified,
             on_progress=lambda done, total: report("verify", done, total),
         )
