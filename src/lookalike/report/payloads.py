@@ -155,16 +155,23 @@ def _evidence_payload(found: Evidence | None) -> dict[str, Any] | None:
     }
 
 
-def explanation_payload(
-    result: Explanation, decided: str, overlays: Sequence[Path], panel: Path
-) -> dict[str, Any]:
-    """The `explain --json` object: the pair's score, how it was decided, the files."""
+def _pair_head(result: Explanation | Comparison) -> dict[str, Any]:
+    """The keys `explain` and `compare` share: the two files, the score, the decision."""
     return {
         "schema_version": 1,
         "a": str(result.a),
         "b": str(result.b),
         "similarity": round(result.similarity, 4),
         "duplicate": result.duplicate,
+    }
+
+
+def explanation_payload(
+    result: Explanation, decided: str, overlays: Sequence[Path], panel: Path
+) -> dict[str, Any]:
+    """The `explain --json` object: the pair's score, how it was decided, the files."""
+    return {
+        **_pair_head(result),
         "decided_by": decided,
         "verification": _evidence_payload(result.evidence),
         "overlays": [str(p) for p in overlays],
@@ -175,11 +182,7 @@ def explanation_payload(
 def comparison_payload(result: Comparison) -> dict[str, Any]:
     """The `compare --json` object."""
     return {
-        "schema_version": 1,
-        "a": str(result.a),
-        "b": str(result.b),
-        "similarity": round(result.similarity, 4),
-        "duplicate": result.duplicate,
+        **_pair_head(result),
         "min_similarity": round(result.min_similarity, 4),
         "model": result.model,
     }
