@@ -125,7 +125,9 @@ def candidate_scores(
         if seen and len(pairs):
             new = ~np.isin(pairs[:, 0] * n + pairs[:, 1], np.concatenate(seen))
             pairs, raw = pairs[new], raw[new]
-        reused = np.array([tuple(pair) in known for pair in pairs.tolist()], dtype=bool)
+        reused = np.zeros(len(pairs), dtype=bool)
+        if known:
+            reused[:] = [tuple(pair) in known for pair in pairs.tolist()]
         if reused.any():
             values = np.array([known[tuple(pair)] for pair in pairs[reused].tolist()])
             note(pairs[reused], values)
