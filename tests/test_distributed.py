@@ -257,7 +257,13 @@ def test_ray_scan_equals_local_scan(ray_instance: object, photos: Path, trained:
 
     local = scan_folder([photos], photos.parent / "local.idx", model=trained)
     with RayEmbedder(photos.parent / "shards") as embedder:
-        remote = scan_folder([photos], photos.parent / "ray.idx", model=trained, embedder=embedder)
+        remote = scan_folder(
+            [photos],
+            photos.parent / "ray.idx",
+            model=trained,
+            embedder=embedder,
+            verifier=embedder.verifier,
+        )
     assert len(local.groups) >= 4  # the synthetic families: something to compare
     _assert_same_results(local, remote)
     bad = {str(photos / n) for n in ("broken.jpg", "empty.jpg", "notes.png")}
@@ -283,14 +289,38 @@ def test_ray_scan_equals_local_scan(ray_instance: object, photos: Path, trained:
     assert (manifest.rows, manifest.errors, manifest.embed_dim) == (len(rows), len(bad), dim)
     assert manifest.files == [f.relative_to(job).as_posix() for f in files]
 
-    # The stored embeddings themselves agree.
+    # The stored embeddings and the pairs verified on the workers agree.
     from lookalike.index import open_index
 
     with open_index(photos.parent / "local.idx") as a, open_index(photos.parent / "ray.idx") as b:
         hashes_a, vectors_a = a.embedded_vectors()
         hashes_b, vectors_b = b.embedded_vectors()
+        verified_a, verified_b = a.verified(), b.verified()
     assert hashes_a == hashes_b
     np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
+    assert len(verified_a) >= 10 and verified_a.keys() == verified_b.keys()
+    assert all(abs(verified_a[k] - verified_b[k]) <= 1e-6 for k in verified_a)
+
+
+def test_ray_matcher_matches_like_the_model(
+    ray_instance: object, synthetic_folder: SyntheticFolder, trained: Model
+) -> None:
+    """Pairs split among two actors come back in order, as the model matches them here."""
+    from lookalike.candidates import file_loader
+    from lookalike.distributed import RayMatcher
+
+    paths = [str(p) for p in [*synthetic_folder.originals, *synthetic_folder.edits]][:12]
+    pairs = np.array([(i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))])
+    assert trained.verify is not None
+    here = trained.match_counts(file_loader(paths, trained.verify.side), pairs, threads=1)
+    with RayMatcher(paths, trained, actors=2) as matcher:
+        assert len(matcher.actors) == 2
+        there = matcher(pairs)
+        again = matcher(pairs[::-1])  # keypoints from the actors' caches this time
+    for mine, theirs in zip(here, there, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(again.counts, here.counts[::-1])
+    assert (here.counts > 0).any() and (here.counts == 0).any()  # something to compare
 
 
 def test_cli_scan_with_the_ray_engine(ray_instance: object, photos: Path, tmp_path: Path) -> None:

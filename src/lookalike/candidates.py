@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import faiss
 import numpy as np
 from PIL import Image
 
 from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
+from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity, is_ambiguous
 from lookalike.verify import Keypoints, Matches, fuse_similarity
@@ -26,11 +28,35 @@ from lookalike.verify import Keypoints, Matches, fuse_similarity
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
 
+Matcher = Callable[[np.ndarray], Matches]
+"""`matcher(pairs)`: the local-feature matches of (P, 2) row pairs, as `Model.match_counts`
+gives them; lets verification run elsewhere (`lookalike.distributed.RayMatcher`)."""
+
+Verifier = Callable[[list[str], Model], AbstractContextManager[Matcher]]
+"""`verifier(paths, model)`: a `Matcher` for rows that are these files, open while in use
+(`lookalike.distributed.ray_matcher` runs it on a Ray cluster)."""
+
 CHUNK = 4000
 """Pairs verified at a time: the work lost to a kill, and how often results are stored."""
 
 KEYPOINT_CACHE = 6000
 """Images whose keypoints verification keeps between chunks (about 20 KB each way)."""
+
+
+def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
+    """`load(n)` for verification: row n's file at reduced size, blank if it cannot be read.
+
+    A blank image has no keypoints, so a file that vanished since it was embedded simply
+    gets no geometric evidence (its CNN similarity stands).
+    """
+
+    def load(n: int) -> Image.Image:
+        try:
+            return load_image(paths[n], min_side=side)
+        except UnreadableImage:
+            return Image.new("RGB", (8, 8))
+
+    return load
 
 
 def candidate_pairs(
@@ -90,6 +116,7 @@ def candidate_scores(
     keep_from: float = 0.0,
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    matcher: Matcher | None = None,
 ) -> Pairs:
     """Verified similarity of every candidate pair; empty without a verify config.
 
@@ -100,7 +127,8 @@ def candidate_scores(
     total)` counts pairs (the total grows when round two starts). Only pairs scored at
     least `keep_from` (or sure) are returned: a scan passes its review cut-off, so memory
     grows with the pairs it reports, not with the strangers it verified (every verified
-    pair still reaches `on_verified`).
+    pair still reaches `on_verified`). `matcher` replaces `Model.match_counts` on `load`
+    (verification elsewhere, e.g. on a Ray cluster's workers).
     """
     config = model.verify
     scores: Pairs = {}
@@ -145,7 +173,15 @@ def candidate_scores(
             if on_progress:
                 on_progress(done, total)
 
-        verify_pairs(model, pairs[fresh], raw[fresh], load, on_chunk=chunk_done, cache=keypoints)
+        verify_pairs(
+            model,
+            pairs[fresh],
+            raw[fresh],
+            load,
+            on_chunk=chunk_done,
+            cache=keypoints,
+            matcher=matcher,
+        )
 
     verify(*candidate_pairs(model, vectors, search))
     if config.expand_neighbours > 0:
@@ -168,6 +204,7 @@ def verify_pairs(
     *,
     on_chunk: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     cache: dict[tuple[int, bool], Keypoints] | None = None,
+    matcher: Matcher | None = None,
 ) -> np.ndarray:
     """Verified similarities of `pairs`, computed CHUNK pairs at a time.
 
@@ -176,7 +213,8 @@ def verify_pairs(
     KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
     `cache` (by image and side) carries keypoints from one call to the next, within
     that bound. `on_chunk(pairs, similarities, matches)` runs after each chunk
-    (to store them as they come).
+    (to store them as they come). `matcher(pairs)`, when given, matches each chunk
+    instead (and keeps its own keypoints; `load` and `cache` are then unused).
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
     order = local_order(pairs)
@@ -187,7 +225,10 @@ def verify_pairs(
     cache = {} if cache is None else cache
     for chunk, start in enumerate(range(0, len(order), CHUNK)):
         rows = order[start : start + CHUNK]
-        matches = model.match_counts(load, pairs[rows], cache=cache)
+        if matcher is not None:
+            matches = matcher(pairs[rows])
+        else:
+            matches = model.match_counts(load, pairs[rows], cache=cache)
         if model.verify is not None:
             fused[rows] = fuse_similarity(fused[rows], matches.counts, model.verify)
         if len(cache) > 2 * KEYPOINT_CACHE:

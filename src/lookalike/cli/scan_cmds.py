@@ -132,7 +132,9 @@ def scan(
         "fewer geometric copies found).",
     ),
     engine: str = typer.Option(
-        "local", "--engine", help="Embed here (local) or on a Ray cluster (ray; extra [ray])."
+        "local",
+        "--engine",
+        help="Embed and verify here (local) or on a Ray cluster's workers (ray; extra [ray]).",
     ),
     address: str | None = typer.Option(
         None, "--address", help="With --engine ray: the cluster to join (default: start Ray here)."
@@ -174,6 +176,7 @@ def scan(
             include_hidden=include_hidden,
             on_progress=on_progress,
             embedder=embedder,
+            verifier=embedder.verifier if embedder is not None else None,
             verify=verify,
             reference=reference or [],
         )

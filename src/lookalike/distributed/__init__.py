@@ -1,11 +1,13 @@
-"""Scanning beyond one machine: the embedding stage on Ray Data, and sharded pair search.
+"""Scanning beyond one machine: embedding on Ray Data, verification on Ray actors, and
+sharded pair search.
 
 Ray is an optional extra (`pip install 'lookalike[ray]'`); nothing outside this package
 imports it, and this package imports it only when a job runs.
 
 >>> from lookalike.distributed import RayEmbedder, find_pairs_sharded, shard_files
 >>> with RayEmbedder("photos.shards") as embedder:
-...     scan_folder("photos", index="photos.lookalike", embedder=embedder)
+...     scan_folder("photos", index="photos.lookalike", embedder=embedder,
+...                 verifier=embedder.verifier)
 >>> pairs = find_pairs_sharded(shard_files("photos.shards"), min_similarity=0.9)
 """
 
@@ -22,15 +24,18 @@ from lookalike.distributed.shards import (
     shard_schema,
     shard_table,
 )
+from lookalike.distributed.verify import RayMatcher, ray_matcher
 
 __all__ = [
     "DistributedError",
     "Manifest",
     "RayEmbedder",
+    "RayMatcher",
     "ShardError",
     "embed_to_shards",
     "find_pairs_sharded",
     "ray_cluster",
+    "ray_matcher",
     "read_batches",
     "read_manifest",
     "read_paths",

@@ -21,9 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.candidates import Matcher
 from lookalike.distributed.cluster import DistributedError, ray_cluster, require_ray
 from lookalike.distributed.decode import Decode, _decode_batch
 from lookalike.distributed.shards import shard_files, shard_table, write_manifest
+from lookalike.distributed.verify import ray_matcher
 from lookalike.embed import EmbeddedBatch, prepare_file
 from lookalike.io import error_kind
 from lookalike.model import Model
@@ -188,8 +190,9 @@ class RayEmbedder:
 
     Each call runs one Ray Data job writing into a new numbered folder under
     `shards_dir` (nothing there is ever overwritten), then yields its rows. Pass it to
-    `scan_folder(..., embedder=...)`; the rest of the scan is unchanged. Use it as a
-    context manager: it starts (or joins, with `address`) Ray on entry.
+    `scan_folder(..., embedder=embedder, verifier=embedder.verifier)` to verify on the
+    cluster's workers too; the rest of the scan is unchanged. Use it as a context
+    manager: it starts (or joins, with `address`) Ray on entry.
     """
 
     def __init__(
@@ -225,6 +228,14 @@ class RayEmbedder:
         if self._stack is not None:
             self._stack.close()
             self._stack = None
+
+    def verifier(
+        self, paths: list[str], model: Model
+    ) -> contextlib.AbstractContextManager[Matcher]:
+        """Verification on the cluster's workers, for `scan_folder(verifier=...)`."""
+        if self._stack is None:
+            raise DistributedError("use RayEmbedder as a context manager: `with RayEmbedder(...)`")
+        return ray_matcher(paths, model)
 
     def _next_folder(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

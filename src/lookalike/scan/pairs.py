@@ -13,30 +13,13 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from lookalike.candidates import Pairs, candidate_scores
+from lookalike.candidates import Matcher, Pairs, candidate_scores, file_loader
 from lookalike.index import build_search, find_pairs
-from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity, decide
 from lookalike.verify import Matches
 
 __all__ = ["Pairs", "file_loader", "pair_scores"]
-
-
-def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
-    """`load(n)` for Model.refine: row n's file at reduced size, blank if it cannot be read.
-
-    A blank image has no keypoints, so a file that vanished since it was embedded simply
-    gets no geometric evidence (its CNN similarity stands).
-    """
-
-    def load(n: int) -> Image.Image:
-        try:
-            return load_image(paths[n], min_side=side)
-        except UnreadableImage:
-            return Image.new("RGB", (8, 8))
-
-    return load
 
 
 def pair_scores(
@@ -48,6 +31,7 @@ def pair_scores(
     reuse: Pairs | None = None,
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    matcher: Matcher | None = None,
 ) -> Pairs:
     """Every pair of rows whose (verified, where the model verifies) similarity is at
     least `min_similarity`.
@@ -55,7 +39,8 @@ def pair_scores(
     `load(n)` opens row n's image for verification; `reuse` holds verified similarities
     known from before (not verified again); `on_verified(pairs, similarities,
     matches)` receives the new ones as they come; `on_progress(stage, done, total)`
-    follows the "search" and "verify" stages.
+    follows the "search" and "verify" stages; `matcher` verifies elsewhere (see
+    `candidates.verify_pairs`).
     """
     report = on_progress or (lambda _s, _d, _t: None)
     n = len(vectors)
@@ -82,6 +67,7 @@ def pair_scores(
             keep_from=min_similarity,
             on_verified=on_verified,
             on_progress=lambda done, total: report("verify", done, total),
+            matcher=matcher,
         )
     # Found pairs stay arrays until verification is over (a big scan holds millions), and
     # only pairs at the cut-off become dict entries: a verified score replaces the CNN's.

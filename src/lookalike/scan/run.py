@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.candidates import Verifier
 from lookalike.embed import EmbeddedBatch, default_workers, embed_paths
 from lookalike.index import Index, build_index
 from lookalike.model import Model, load_model
@@ -127,6 +128,7 @@ def scan_folder(
     batch_size: int = 64,
     workers: int | None = None,
     embedder: Embedder | None = None,
+    verifier: Verifier | None = None,
     verify: bool = True,
     reference: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanResult:
@@ -138,7 +140,9 @@ def scan_folder(
     `min_similarity` (default: the model's calibrated value) are duplicates and form
     groups, each with a keeper chosen by `keep` (see KEEP_POLICIES). A killed scan
     resumes where it stopped when run again. `embedder` replaces `embed_paths` (e.g.
-    `lookalike.distributed.RayEmbedder`); everything else stays the same. `verify=False`
+    `lookalike.distributed.RayEmbedder`), `verifier` runs verification elsewhere (e.g.
+    `RayEmbedder.verifier`, on the cluster's workers); everything else stays the same.
+    `verify=False`
     skips geometric verification (much faster on huge sets; fewer geometric copies found)
     and decides with the CNN's own calibrated cut-off. Files under a `reference` folder
     (scanned too) are never to be removed: one keeps any group it is in, and pairs of two
@@ -198,7 +202,7 @@ def scan_folder(
         }
         pairs = [  # two reference files are not checked against each other
             p
-            for p in _search(store, scan_id, model, review, progress)
+            for p in _search(store, scan_id, model, review, progress, verifier)
             if not (p[0] in kept and p[1] in kept)
         ]
         if keep == "best":
@@ -317,11 +321,13 @@ def _search(
     model: Model,
     review: float,
     progress: Callable[[ScanProgress], None],
+    verifier: Verifier | None = None,
 ) -> list[tuple[int, int, float, bool]]:
     """Every pair of this scan's readable files at or above the review cut-off (by file id).
 
     Pairs of distinct contents are scored by the model; with a verify config, each
-    content's ambiguous nearest neighbours are scored after geometric verification.
+    content's ambiguous nearest neighbours are scored after geometric verification
+    (by `verifier`'s matcher when given).
     """
     files_by_hash: dict[str, list[int]] = defaultdict(list)
     path_of: dict[str, str] = {}
@@ -350,15 +356,22 @@ def _search(
         )
 
     side = model.verify.side if model.verify else 0
-    scores = pair_scores(
-        model,
-        vectors,
-        review,
-        file_loader([path_of[h] for h in hashes], side),
-        reuse=reuse,
-        on_verified=remember,
-        on_progress=lambda stage, done, total: progress(ScanProgress(stage, done, total)),
-    )
+    paths = [path_of[h] for h in hashes]
+    with (
+        verifier(paths, model)
+        if verifier is not None and model.verify is not None
+        else contextlib.nullcontext(None)
+    ) as matcher:
+        scores = pair_scores(
+            model,
+            vectors,
+            review,
+            file_loader(paths, side),
+            reuse=reuse,
+            on_verified=remember,
+            on_progress=lambda stage, done, total: progress(ScanProgress(stage, done, total)),
+            matcher=matcher,
+        )
     for (i, j), score in scores.items():
         for a in files_by_hash[hashes[i]]:
             for b in files_by_hash[hashes[j]]:
