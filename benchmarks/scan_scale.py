@@ -29,6 +29,7 @@ distinct layout: no two distinct pictures share a pixel):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -36,6 +37,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _common import write_results  # type: ignore[import-not-found]
@@ -226,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-verify", action="store_true", help="Scan without geometric verification."
     )
     parser.add_argument("--json-out", type=Path, help="Also write the figures here (JSON).")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: embed and verify on a local Ray instance (extra [ray]), as `scan --engine ray`.",
+    )
     parser.add_argument("--tiny", action="store_true", help="A seconds-long smoke run.")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -259,7 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     index = args.dir / f"scan-{stamp}.lookalike"
     stages: dict[str, float] = {}
-    began = time.perf_counter()
 
     verified = [0]
 
@@ -268,20 +275,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if progress.stage == "verify":
             verified[0] = max(verified[0], progress.done)
 
-    with ResourceMonitor(interval=0.5) as monitor:
-        result = scan_folder(
-            [images],
-            index,
-            model=model,
-            workers=args.workers,
-            verify=not args.no_verify,
-            on_progress=note_stage,
-        )
+    with contextlib.ExitStack() as stack:
+        engine: dict[str, Any] = {}
+        if args.engine == "ray":
+            from lookalike.distributed import RayEmbedder
+
+            ray = stack.enter_context(RayEmbedder(args.dir / f"shards-{stamp}"))
+            engine = {"embedder": ray, "verifier": ray.verifier}
+        began = time.perf_counter()
+        with ResourceMonitor(interval=0.5) as monitor:
+            result = scan_folder(
+                [images],
+                index,
+                model=model,
+                workers=args.workers,
+                verify=not args.no_verify,
+                on_progress=note_stage,
+                **engine,
+            )
     # Seconds from the start to the first event of each later stage: walk + hash + decode +
     # embed + index ends where the pair search begins.
     ingest = stages.get("search", stages.get("group", monitor.cost.seconds))
+    after = stages.get("keepers", stages.get("group", 0.0))  # the stage after verification
+    verify_seconds = after - stages.get("verify", after)
     scan = {
         **_figures(len(paths), monitor),
+        "engine": args.engine,
+        "verify_seconds": round(verify_seconds, 2),
         "stage_start_seconds": {k: round(v, 2) for k, v in stages.items()},
         "ingest_seconds": round(ingest, 2),
         "ingest_images_per_s": round(len(paths) / ingest, 2),
@@ -303,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"scan ({model.model_id}): {scan['seconds']:.1f} s, {scan['images_per_s']:.1f} images/s, "
         f"CPU {scan['cpu_util']:.0%}, peak {scan['peak_rss_mb']:,.0f} MB; "
         f"{scan['groups']:,} groups, {scan['pairs']:,} pairs, {scan['errors']} unreadable, "
-        f"{scan['verified_pairs']:,} pairs verified"
+        f"{scan['verified_pairs']:,} pairs verified in {verify_seconds:.1f} s "
+        f"({scan['verified_pairs'] / max(verify_seconds, 1e-9):,.0f} pairs/s, {args.engine})"
     )
     print(
         f"{args.peer} (all cores): {peer['seconds']:.1f} s, {peer['images_per_s']:.1f} images/s, "
