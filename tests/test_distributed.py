@@ -303,7 +303,7 @@ def test_ray_scan_equals_local_scan(ray_instance: object, photos: Path, trained:
 
 
 def test_ray_matcher_matches_like_the_model(
-    ray_instance: object, synthetic_folder: SyntheticFolder, trained: Model
+    ray_instance: Any, synthetic_folder: SyntheticFolder, trained: Model
 ) -> None:
     """Pairs split among two actors come back in order, as the model matches them here."""
     from lookalike.candidates import file_loader
@@ -317,9 +317,12 @@ def test_ray_matcher_matches_like_the_model(
         assert len(matcher.actors) == 2
         there = matcher(pairs)
         again = matcher(pairs[::-1])  # keypoints from the actors' caches this time
+        ray_instance.kill(matcher.actors[0], no_restart=False)
+        restarted = matcher(pairs)  # the actor comes back (model and paths fetched again)
     for mine, theirs in zip(here, there, strict=True):
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(again.counts, here.counts[::-1])
+    np.testing.assert_array_equal(restarted.counts, here.counts)
     assert (here.counts > 0).any() and (here.counts == 0).any()  # something to compare
 
 

@@ -66,6 +66,7 @@ class RayMatcher:
         model_ref, paths_ref = ray.put(model), ray.put(list(paths))
         per_actor = max(1, cache_size // count)
         self._ray = ray
+        self._refs = (model_ref, paths_ref)  # held here, so a restarted actor finds them
         self.actors = [remote.remote([model_ref], [paths_ref], per_actor) for _ in range(count)]
 
     def __call__(self, pairs: np.ndarray) -> Matches:
