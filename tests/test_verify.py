@@ -188,7 +188,7 @@ def test_neighbours_of_sure_pairs_are_verified_too(tiny_model) -> None:  # type:
 
 
 def test_strangers_are_stored_but_not_kept_in_memory(tiny_model) -> None:  # type: ignore[no-untyped-def]
-    from lookalike.candidates import candidate_scores
+    from lookalike.candidates import KnownPairs, candidate_scores
 
     vectors, images = _crowded_layout()
     config = replace(
@@ -216,6 +216,14 @@ def test_strangers_are_stored_but_not_kept_in_memory(tiny_model) -> None:  # typ
         model, vectors, load, reuse=everything, keep_from=0.95, on_verified=remember
     )
     assert stored == {} and reused == kept
+    # The same from the arrays a scan builds from its index, half of them known.
+    half = dict(list(everything.items())[::2])
+    arrays = KnownPairs(np.array(list(half)), np.array(list(half.values())), len(vectors))
+    stored.clear()
+    assert candidate_scores(model, vectors, load, reuse=arrays, keep_from=0.95) == kept
+    found, values = arrays.find(np.array(list(everything)))
+    assert found.tolist() == [pair in half for pair in everything]
+    assert values.tolist() == list(half.values())
 
 
 def test_chunked_verification_matches_one_pass_and_loads_each_image_once(

@@ -28,6 +28,36 @@ from lookalike.verify import Keypoints, Matches, fuse_similarity
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
 
+
+class KnownPairs:
+    """Similarities verified before, by row pair: sorted NumPy arrays (16 bytes a pair), so
+    a rescan of millions of images holds them without a Python object per pair."""
+
+    def __init__(self, pairs: np.ndarray, values: np.ndarray, n: int) -> None:
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        keys = np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1])
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.values = np.asarray(values, dtype=np.float64)[order]
+        self.n = n
+
+    @classmethod
+    def of(cls, known: Pairs, n: int) -> KnownPairs:
+        """From a dict by (i, j) row pair."""
+        pairs = np.array(list(known), dtype=np.int64).reshape(-1, 2)
+        return cls(pairs, np.fromiter(known.values(), dtype=np.float64, count=len(known)), n)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found, similarity) for (P, 2) row pairs i < j: a mask, and the known values."""
+        keys = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) @ np.array([self.n, 1])
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        return found, self.values[at[found]] if len(self.keys) else np.zeros(0)
+
+
 Matcher = Callable[[np.ndarray], Matches]
 """`matcher(pairs)`: the local-feature matches of (P, 2) row pairs, as `Model.match_counts`
 gives them; lets verification run elsewhere (`lookalike.distributed.RayMatcher`)."""
@@ -112,7 +142,7 @@ def candidate_scores(
     load: Callable[[int], Image.Image],
     *,
     search: faiss.Index | None = None,
-    reuse: Pairs | None = None,
+    reuse: Pairs | KnownPairs | None = None,
     keep_from: float = 0.0,
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -135,10 +165,10 @@ def candidate_scores(
     if config is None or len(vectors) < 2:
         return scores
     search = search if search is not None else build_search(vectors)
-    known = reuse or {}
+    n = len(vectors)
+    known = reuse if isinstance(reuse, KnownPairs) else KnownPairs.of(reuse or {}, n)
     keep = min(keep_from, config.confident_cnn_similarity)
     seen: list[np.ndarray] = []  # keys (a * n + b) of the pairs scored so far
-    n = len(vectors)
     keypoints: dict[tuple[int, bool], Keypoints] = {}  # round two meets round one's images
     done = 0
     total = 0
@@ -153,11 +183,8 @@ def candidate_scores(
         if seen and len(pairs):
             new = ~np.isin(pairs[:, 0] * n + pairs[:, 1], np.concatenate(seen))
             pairs, raw = pairs[new], raw[new]
-        reused = np.zeros(len(pairs), dtype=bool)
-        if known:
-            reused[:] = [tuple(pair) in known for pair in pairs.tolist()]
+        reused, values = known.find(pairs)
         if reused.any():
-            values = np.array([known[tuple(pair)] for pair in pairs[reused].tolist()])
             note(pairs[reused], values)
         fresh = np.flatnonzero(~reused)
         total += len(fresh)

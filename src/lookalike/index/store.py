@@ -300,8 +300,12 @@ class Index(ScanTables):
 
     def verified(self) -> dict[tuple[str, str], float]:
         """Similarities after geometric verification, by sorted content-hash pair."""
-        rows = self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified")
-        return {(a, b): float(s) for a, b, s in rows}
+        return {(a, b): s for a, b, s in self.iter_verified()}
+
+    def iter_verified(self) -> Iterator[tuple[str, str, float]]:
+        """(hash a, hash b, similarity) of every verified pair, read as it goes."""
+        for a, b, s in self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified"):
+            yield a, b, float(s)
 
     def store_verified(self, scores: Iterable[tuple[str, str, float, int, float, bool]]) -> None:
         """Remember verified similarities, their match counts, how much of the pictures

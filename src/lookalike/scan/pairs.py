@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from lookalike.candidates import Matcher, Pairs, candidate_scores, file_loader
+from lookalike.candidates import KnownPairs, Matcher, Pairs, candidate_scores, file_loader
 from lookalike.index import build_search, find_pairs
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity, decide
@@ -28,7 +28,7 @@ def pair_scores(
     min_similarity: float,
     load: Callable[[int], Image.Image],
     *,
-    reuse: Pairs | None = None,
+    reuse: Pairs | KnownPairs | None = None,
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     matcher: Matcher | None = None,

@@ -6,13 +6,14 @@ import contextlib
 import os
 import threading
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from lookalike.candidates import Verifier
+from lookalike.candidates import KnownPairs, Verifier
 from lookalike.embed import EmbeddedBatch, default_workers, embed_paths
 from lookalike.index import Index, build_index
 from lookalike.model import Model, load_model
@@ -341,13 +342,14 @@ def _search(
     if len(hashes) < 2:
         return pairs
     vectors = store.vectors(hashes)
-    known = store.verified()
     row = {h: n for n, h in enumerate(hashes)}
-    reuse = {
-        (min(row[a], row[b]), max(row[a], row[b])): score
-        for (a, b), score in known.items()
-        if a in row and b in row
-    }
+    known_rows, known_values = array("q"), array("d")  # 16 bytes a pair, not a dict entry
+    for hash_a, hash_b, score in store.iter_verified():
+        if (ra := row.get(hash_a)) is not None and (rb := row.get(hash_b)) is not None:
+            known_rows.extend((ra, rb))
+            known_values.append(score)
+    reuse = KnownPairs(np.frombuffer(known_rows, dtype=np.int64), np.array(known_values), len(row))
+    del row
 
     def remember(rows: np.ndarray, fused: np.ndarray, matches: Matches) -> None:
         store.store_verified(
