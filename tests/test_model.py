@@ -391,3 +391,52 @@ def test_unknown_runtime_is_refused() -> None:
 def test_decode_side_defaults_to_the_input_size() -> None:
     assert TINY_PREPROCESS.decode_side == TINY_PREPROCESS.input_size
     assert replace(TINY_PREPROCESS, decode_min_side=40).decode_side == 40
+
+
+# -- The detail gate: near-flat pictures are not copies on the CNN's word ----------------
+
+
+def test_detail_measures_flat_and_textured_pictures() -> None:
+    from lookalike.model import detail_of_pixels
+
+    sky = np.zeros((160, 160, 3), dtype=np.uint8) + np.array([120, 170, 230], dtype=np.uint8)
+    sky[:, :, 2] = np.linspace(200, 240, 160).astype(np.uint8)[None, :]  # a gentle gradient
+    noise = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    assert detail_of_pixels(sky) < 0.005 < 0.1 < detail_of_pixels(noise)
+
+
+def test_a_detail_gate_zeroes_flat_pairs_and_is_kept_in_the_checkpoint(
+    tiny_model: Model, tmp_path: Path
+) -> None:
+    from lookalike.model import fit_detail_gate, rule_fingerprint
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(200, 8))
+    details = np.exp(vectors[:, 0] - 4) - 1e-4  # detail read along the first axis
+    gate = fit_detail_gate(vectors, details, min_detail=np.exp(-4) - 1e-4, ridge=1e-6)
+    np.testing.assert_allclose(gate.detail(vectors), details, rtol=1e-3, atol=1e-6)
+    flat = gate.flat(vectors)
+    assert flat.tolist() == (vectors[:, 0] < 0).tolist()
+
+    dim = tiny_model.encoder.config.embed_dim
+    unit = np.zeros((4, dim))
+    unit[:, 0] = [-0.6, -0.5, 0.6, 0.5]  # rows 0, 1 flat; 2, 3 not
+    unit[:, 1] = 0.8
+    gated = replace(
+        tiny_model, detail=replace(gate, weights=(1.0,) * 1 + (0.0,) * (dim - 1) + (-4.0,))
+    )
+    assert gated.detail is not None
+    assert gated.detail.flat(unit).tolist() == [True, True, False, False]
+    plain = tiny_model.cnn_similarity(unit[[0, 2]], unit[[1, 3]])
+    assert (plain > 0.9).all()  # both pairs look alike to the CNN
+    assert gated.cnn_similarity(unit[[0, 2]], unit[[1, 3]]).tolist() == [
+        0.0,
+        pytest.approx(plain[1]),
+    ]
+    matrix = gated.cnn_similarity_matrix(unit, unit)
+    assert (matrix[:2] == 0).all() and (matrix[:, :2] == 0).all() and (matrix[2:, 2:] > 0.9).all()
+
+    save_model(gated, tmp_path / "gated.pt")
+    loaded = load_model(tmp_path / "gated.pt")
+    assert loaded.detail == gated.detail
+    assert rule_fingerprint(loaded) != rule_fingerprint(tiny_model)

@@ -3,6 +3,7 @@
     network.py     the twin network alone (EncoderConfig, Encoder)
     preprocess.py  image -> encoder input (Preprocess, trim_box, prepare_image, ...)
     core.py        Model: an encoder with its preprocessing, calibration and verification
+    detail.py      how much detail a picture holds, read from its embedding (DetailGate)
     checkpoint.py  save_model, load_model (the bundled default), read_checkpoint
 
 >>> from lookalike.model import load_model
@@ -20,6 +21,7 @@ from lookalike.model.checkpoint import (
     save_model,
 )
 from lookalike.model.core import Calibration, Model, fingerprint, rule_fingerprint
+from lookalike.model.detail import DetailGate, detail_of_pixels, fit_detail_gate
 from lookalike.model.network import Encoder, EncoderConfig
 from lookalike.model.preprocess import (
     Preprocess,
@@ -35,11 +37,14 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "Calibration",
     "CheckpointError",
+    "DetailGate",
     "Encoder",
     "EncoderConfig",
     "Model",
     "Preprocess",
+    "detail_of_pixels",
     "fingerprint",
+    "fit_detail_gate",
     "load_model",
     "load_prepared",
     "model_from_payload",

@@ -12,6 +12,7 @@ import torch
 
 from lookalike.errors import LookalikeError
 from lookalike.model.core import Calibration, Model
+from lookalike.model.detail import DetailGate
 from lookalike.model.network import Encoder, EncoderConfig
 from lookalike.model.preprocess import Preprocess
 from lookalike.verify import (
@@ -42,6 +43,7 @@ def save_model(model: Model, path: str | os.PathLike[str], **extra: Any) -> Path
         "calibration": asdict(model.calibration),
         "meta": model.meta,
         "verify": asdict(model.verify) if model.verify else None,
+        **({"detail": asdict(model.detail)} if model.detail is not None else {}),
         "state_dict": state,
         **extra,
     }
@@ -88,9 +90,20 @@ def model_from_payload(payload: dict[str, Any]) -> Model:
             model_id=str(payload["model_id"]),
             meta=dict(payload.get("meta", {})),
             verify=VerifyConfig.from_dict(payload["verify"]) if payload.get("verify") else None,
+            detail=_detail_gate(payload.get("detail")),
         )
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint contents do not match the architecture: {exc}") from None
+
+
+def _detail_gate(stored: Any) -> DetailGate | None:
+    if not stored:
+        return None
+    return DetailGate(
+        weights=tuple(float(w) for w in stored["weights"]),
+        min_detail=float(stored["min_detail"]),
+        method=str(stored.get("method", "")),
+    )
 
 
 def load_model(path: str | os.PathLike[str] | None = None) -> Model:

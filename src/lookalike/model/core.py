@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from lookalike.io import load_image
+from lookalike.model.detail import DetailGate
 from lookalike.model.inference import Inference
 from lookalike.model.network import Encoder
 from lookalike.model.preprocess import (
@@ -53,6 +54,8 @@ class Model:
     verify: VerifyConfig | None = None
     runtime: str = "auto"
     """"auto" (ONNX Runtime when installed, else PyTorch), "onnx" or "torch"."""
+    detail: DetailGate | None = None
+    """Pairs with a near-flat picture score 0 (see `lookalike.model.detail`)."""
 
     def __post_init__(self) -> None:
         self.encoder.eval()
@@ -120,8 +123,11 @@ class Model:
 
     def cnn_similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """CNN similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1]."""
-        cosine = np.sum(np.atleast_2d(a) * np.atleast_2d(b), axis=1)
-        return np.asarray(cnn_similarity_from_cosine(cosine))
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        scores = np.asarray(cnn_similarity_from_cosine(np.sum(a * b, axis=1)))
+        if self.detail is not None and scores.size:
+            scores = np.where(self.detail.flat(a) | self.detail.flat(b), 0.0, scores)
+        return scores
 
     def cnn_similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """CNN similarity of every row of `a` with every row of `b`: (len(a), len(b)) in
@@ -129,10 +135,14 @@ class Model:
 
         Every scorer of embeddings (evaluation, scan, explain) goes through this method
         or `cnn_similarity` (both `lookalike.score`'s mapping), so the score is defined in
-        one place.
+        one place. A pair with a near-flat picture (`detail`) scores 0.
         """
-        cosine = np.atleast_2d(a).astype(np.float32) @ np.atleast_2d(b).astype(np.float32).T
-        return np.asarray(cnn_similarity_from_cosine(cosine), dtype=np.float32)
+        a, b = np.atleast_2d(a).astype(np.float32), np.atleast_2d(b).astype(np.float32)
+        scores = np.asarray(cnn_similarity_from_cosine(a @ b.T), dtype=np.float32)
+        if self.detail is not None and scores.size:
+            flat = self.detail.flat(a)[:, None] | self.detail.flat(b)[None, :]
+            scores[flat] = 0.0
+        return scores
 
     def refine(
         self,
@@ -228,7 +238,9 @@ class Model:
 def rule_fingerprint(model: Model) -> str:
     """A short digest of the verification settings: verified similarities from equal
     rule fingerprints (and equal model fingerprints) can be reused."""
-    settings = model.verify.fingerprint_settings() if model.verify is not None else None
+    settings: object = model.verify.fingerprint_settings() if model.verify is not None else None
+    if model.detail is not None:  # (absent from older models: their fingerprints stay)
+        settings = (settings, asdict(model.detail))
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,68 @@
+"""How much detail a picture holds, read from its embedding: near-flat pictures (a patch of
+sky, a bare wall) all embed alike, so the CNN cannot tell two of them apart and must not
+call them copies on its own word.
+
+A picture's *detail* is the mean absolute difference of neighbouring grey levels (0–1)
+of its encoder input shrunk to 64 × 64 (`detail_of_pixels`): a clear sky ~0.002, a
+photo's median ~0.06. A linear read-out of the embedding predicts its logarithm
+(`fit_detail_gate`, ridge regression on training pictures), so every scorer of
+embeddings — scan, evaluation, leak checks, search — knows it without storing anything
+more. `Model.cnn_similarity` scores a pair 0 when either picture's predicted detail is
+below `DetailGate.min_detail`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+DETAIL_SIDE = 64
+"""Side of the grey picture detail is measured on."""
+
+
+@dataclass(frozen=True)
+class DetailGate:
+    """A linear read-out of log detail from an embedding, and the least detail a picture
+    needs for the CNN to vouch for it."""
+
+    weights: tuple[float, ...]
+    """D weights, then the bias: log(detail + 1e-4) ≈ vector · weights[:-1] + weights[-1]."""
+    min_detail: float = 0.015
+    method: str = ""
+
+    def detail(self, vectors: np.ndarray) -> np.ndarray:
+        """Predicted detail of each embedding row (N,)."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        w = np.asarray(self.weights, dtype=np.float64)
+        return np.exp(vectors @ w[:-1] + w[-1]) - 1e-4
+
+    def flat(self, vectors: np.ndarray) -> np.ndarray:
+        """Rows too flat for the CNN to vouch for (N,) bool."""
+        return self.detail(vectors) < self.min_detail
+
+
+def detail_of_pixels(pixels: np.ndarray) -> float:
+    """Detail of one prepared encoder input (uint8 HWC RGB): mean absolute difference of
+    neighbouring grey levels at 64 × 64, both directions summed."""
+    grey = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("L")
+    small = np.asarray(
+        grey.resize((DETAIL_SIDE, DETAIL_SIDE), Image.Resampling.BOX), dtype=np.float64
+    )
+    small /= 255.0
+    return float(np.abs(np.diff(small, axis=1)).mean() + np.abs(np.diff(small, axis=0)).mean())
+
+
+def fit_detail_gate(
+    vectors: np.ndarray,
+    details: np.ndarray,
+    min_detail: float = 0.015,
+    ridge: float = 1.0,
+    method: str = "",
+) -> DetailGate:
+    """Ridge regression of log detail on the embeddings (N, D) of training pictures."""
+    x = np.hstack([np.asarray(vectors, dtype=np.float64), np.ones((len(vectors), 1))])
+    y = np.log(np.asarray(details, dtype=np.float64) + 1e-4)
+    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+    return DetailGate(tuple(float(v) for v in w), float(min_detail), method)
