@@ -22,7 +22,7 @@ from PIL import Image
 from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
-from lookalike.score import cosine_from_cnn_similarity, is_ambiguous
+from lookalike.score import cosine_from_cnn_similarity
 from lookalike.verify import Keypoints, Matches, fuse_similarity
 
 Pairs = dict[tuple[int, int], float]
@@ -127,12 +127,10 @@ def expansion_pairs(
 def _ambiguous(
     model: Model, vectors: np.ndarray, pairs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs whose CNN similarity calls for verification, with that similarity."""
-    config = model.verify
-    assert config is not None
+    """The pairs whose CNN similarity calls for verification, with that similarity
+    (`Model.verification_prior`: near-flat pictures' pairs are verified from 0)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    raw = model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    keep = is_ambiguous(raw, config)
+    raw, keep = model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
     return pairs[keep], raw[keep]
 
 

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from lookalike.io import load_image, write_new
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
-from lookalike.score import cnn_similarity_from_cosine, decide, is_ambiguous
+from lookalike.score import cnn_similarity_from_cosine, decide
 from lookalike.verify import fuse_similarity, pair_evidence
 
 MATCH_LINES = 60
@@ -211,9 +211,10 @@ def explain_pair(
         for cam, seen, full in zip(cams, (seen_a, seen_b), (full_a, full_b), strict=True)
     ]
     embeddings = model.embed_arrays(prepared)
-    score = float(model.cnn_similarity(embeddings[0], embeddings[1])[0])
+    raw, check = model.verification_prior(embeddings[:1], embeddings[1:])
+    score = float(raw[0])
     evidence = None
-    if model.verify is not None and is_ambiguous(score, model.verify):
+    if model.verify is not None and check[0]:
         # The same matching as Model.refine, on the same decodes, keeping what it found.
         side = model.verify.side
         seen = [

@@ -121,13 +121,40 @@ class Model:
             chunks.append(self.embed_arrays(np.stack(prepared)))
         return np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
 
-    def cnn_similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """CNN similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1]."""
+    def cnn_similarity(self, a: np.ndarray, b: np.ndarray, gate: bool = True) -> np.ndarray:
+        """CNN similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1];
+        0 where a picture is near-flat (`detail`), unless `gate` is False."""
         a, b = np.atleast_2d(a), np.atleast_2d(b)
         scores = np.asarray(cnn_similarity_from_cosine(np.sum(a * b, axis=1)))
-        if self.detail is not None and scores.size:
-            scores = np.where(self.detail.flat(a) | self.detail.flat(b), 0.0, scores)
+        if gate and self.detail is not None and scores.size:
+            scores = np.where(self.flat_pairs(a, b), 0.0, scores)
         return scores
+
+    def verification_prior(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(CNN similarity, whether to verify) of embedding rows a[i] and b[i].
+
+        A pair is verified when its CNN similarity is ambiguous (`score.is_ambiguous`).
+        A pair with a near-flat picture scores 0, the CNN's word not counting there; if the
+        CNN alone would have called it ambiguous or confident, it is verified from 0, so
+        local features must carry it on their own. Nothing is verified without a verify
+        config.
+        """
+        plain = self.cnn_similarity(a, b, gate=False)
+        flat = self.flat_pairs(a, b)
+        raw = np.where(flat, 0.0, plain)
+        if self.verify is None:
+            return raw, np.zeros(len(raw), dtype=bool)
+        check = is_ambiguous(plain, self.verify) | (
+            flat & (plain >= self.verify.min_cnn_similarity)
+        )
+        return raw, np.asarray(check, dtype=bool)
+
+    def flat_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Where row a[i] or b[i] is a near-flat picture (all False without a detail gate)."""
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        if self.detail is None:
+            return np.zeros(max(len(a), len(b)), dtype=bool)
+        return np.asarray(self.detail.flat(a) | self.detail.flat(b))
 
     def cnn_similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """CNN similarity of every row of `a` with every row of `b`: (len(a), len(b)) in
@@ -190,8 +217,9 @@ class Model:
         """Decide whether two image files are copies of one picture."""
         cut = self.min_similarity if min_similarity is None else min_similarity
         emb = self.embed([a, b])
-        score = float(self.cnn_similarity(emb[0], emb[1])[0])
-        if self.verify is not None and is_ambiguous(score, self.verify):
+        raw, check = self.verification_prior(emb[:1], emb[1:])
+        score = float(raw[0])
+        if check[0] and self.verify is not None:
             paths = [a, b]
             side = self.verify.side
             score = float(

@@ -14,7 +14,7 @@ from lookalike.records import Pair
 from lookalike.scan.pairs import file_loader
 from lookalike.scan.run import resolve_thresholds
 from lookalike.scan.walk import content_hash
-from lookalike.score import decide, is_ambiguous
+from lookalike.score import decide
 
 
 def find_lookalikes(
@@ -51,11 +51,15 @@ def find_lookalikes(
             files[row.hash or ""].append(row.shown)
             paths.setdefault(row.hash or "", str(row.path))
     own = content_hash(image)
-    scores = model.cnn_similarity(vectors[rows], query[None, :]) if len(rows) else np.zeros(0)
+    scores, check = (
+        model.verification_prior(vectors[rows], query[None, :])
+        if len(rows)
+        else (np.zeros(0), np.zeros(0, dtype=bool))
+    )
     if model.verify is not None and len(scores):
         # Score the ambiguous ones as a scan does: after geometric verification.
         load = file_loader([str(image)] + [paths[h] for h in wanted], model.verify.side)
-        ambiguous = np.flatnonzero(is_ambiguous(scores, model.verify)).tolist()
+        ambiguous = np.flatnonzero(check).tolist()
         pairs = np.array([[0, n + 1] for n in ambiguous], dtype=np.int64).reshape(-1, 2)
         scores[ambiguous] = model.refine(load, pairs, scores[ambiguous])
     order = sorted(range(len(wanted)), key=lambda n: (-scores[n], wanted[n]))
