@@ -53,9 +53,11 @@ class KnownPairs:
     def find(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found, similarity) for (P, 2) row pairs i < j: a mask, and the known values."""
         keys = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) @ np.array([self.n, 1])
-        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
-        found = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        return found, self.values[at[found]] if len(self.keys) else np.zeros(0)
+        if not len(self.keys):
+            return np.zeros(len(keys), dtype=bool), np.zeros(0)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[at] == keys
+        return found, self.values[at[found]]
 
 
 Matcher = Callable[[np.ndarray], Matches]
@@ -263,11 +265,16 @@ def verify_pairs(
             # then the oldest (a wide graph). Under it, keypoints stay for a later round.
             for key in [k for k in cache if last_chunk.get(k[0], -1) <= chunk]:
                 del cache[key]
-            while len(cache) > 2 * KEYPOINT_CACHE:
-                del cache[next(iter(cache))]
+            drop_oldest(cache, 2 * KEYPOINT_CACHE)
         if on_chunk:
             on_chunk(pairs[rows], fused[rows], matches)
     return fused
+
+
+def drop_oldest(cache: dict[tuple[int, bool], Keypoints], limit: int) -> None:
+    """Drop the earliest-stored keypoints until at most `limit` entries are left."""
+    while len(cache) > limit:
+        del cache[next(iter(cache))]
 
 
 def local_order(pairs: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.candidates import KEYPOINT_CACHE, Matcher, file_loader
+from lookalike.candidates import KEYPOINT_CACHE, Matcher, drop_oldest, file_loader
 from lookalike.distributed.cluster import DistributedError, require_ray
 from lookalike.model import Model
 from lookalike.verify import Keypoints, Matches
@@ -37,8 +37,7 @@ class _MatchPairs:
 
     def match(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = self.model.match_counts(self.load, pairs, threads=1, cache=self.cache)
-        while len(self.cache) > 2 * self.cache_size:  # oldest first: pairs come in local order
-            del self.cache[next(iter(self.cache))]
+        drop_oldest(self.cache, 2 * self.cache_size)  # pairs come in local order
         return found.counts, found.coverage, found.shots
 
 
