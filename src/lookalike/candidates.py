@@ -216,10 +216,9 @@ def candidate_scores(
             vectors, cosine_from_cnn_similarity(config.confident_cnn_similarity), search=search
         )
         sure = [pair for pair, s in scores.items() if s >= config.confident_cnn_similarity]
-        vouched = np.stack([confident.i, confident.j], 1)  # (a flat picture's pairs score 0)
-        if model.detail is not None and len(vouched):
-            raw = model.cnn_similarity(vectors[vouched[:, 0]], vectors[vouched[:, 1]])
-            vouched = vouched[raw >= config.confident_cnn_similarity]
+        vouched = np.stack([confident.i, confident.j], 1)
+        if len(vouched):  # the CNN does not vouch for a near-flat picture
+            vouched = vouched[~model.flat_pairs(vectors[vouched[:, 0]], vectors[vouched[:, 1]])]
         sure_rows = np.concatenate([np.array(sure, dtype=np.int64).reshape(-1, 2), vouched])
         verify(*expansion_pairs(model, vectors, sure_rows, search))
     return scores
