@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 from _common import write_results  # type: ignore[import-not-found]
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lookalike.augment import FAMILIES, apply_edit
 from lookalike.evaluate import ResourceMonitor, hash_files
@@ -74,20 +74,61 @@ def _picture(
     return crop.resize((squash, squash), Image.Resampling.BILINEAR) if squash else crop
 
 
+def _procedural(rank: int, sides: tuple[int, int], squash: int) -> Image.Image:
+    """A procedural distinct picture (seeded by `rank`): a "dead leaves" image, shapes of
+    power-law sizes in random colours over a two-colour gradient, with mild sensor-like
+    noise. Used when the photos cannot supply enough distinct pictures (a million needs
+    them)."""
+    rng = np.random.default_rng(40_000_000 + rank)
+    side = int(rng.integers(sides[0], sides[1] + 1))
+    short = int(side * rng.uniform(0.6, 1.0))
+    width, height = (side, short) if rng.random() < 0.6 else (short, side)
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
+    start, end = rng.uniform(0, 255, (2, 1, 1, 3)).astype(np.float32)
+    gradient = np.broadcast_to(start + (end - start) * ramp, (height, width, 3))
+    canvas = Image.fromarray(gradient.astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    palette = rng.integers(0, 256, (int(rng.integers(3, 9)), 3))
+    count = int(rng.integers(25, 140))
+    radii = np.minimum(side / 2, 0.015 * side * rng.uniform(0, 1, count) ** -0.7)
+    centres = rng.uniform(0, 1, (count, 2)) * (width, height)
+    squeeze = rng.uniform(0.3, 1.0, count)
+    colours = np.clip(
+        palette[rng.integers(len(palette), size=count)] + rng.normal(0, 18, (count, 3)), 0, 255
+    )
+    kinds = rng.random(count)
+    turns = np.sort(rng.uniform(0, 2 * np.pi, (count, 6)), axis=1)
+    corners = rng.integers(3, 7, count)
+    for r, (cx, cy), sq, colour, kind, angles, n in zip(
+        radii, centres, squeeze, colours.astype(int).tolist(), kinds, turns, corners, strict=True
+    ):
+        fill = tuple(colour)
+        box = (cx - r, cy - r * sq, cx + r, cy + r)
+        if kind < 0.45:
+            draw.ellipse(box, fill=fill)
+        elif kind < 0.8:
+            points = np.stack([cx + r * np.cos(angles[:n]), cy + r * np.sin(angles[:n])], 1)
+            draw.polygon(points.ravel().tolist(), fill=fill)
+        else:
+            draw.line(box, fill=fill, width=max(1, int(r / 6)))
+    noise = rng.standard_normal((height, width, 1), dtype=np.float32) * rng.uniform(1, 3)
+    pixels = np.clip(np.asarray(canvas, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(pixels)
+    return picture.resize((squash, squash), Image.Resampling.BILINEAR) if squash else picture
+
+
 def _distinct(photos: list[str], rank: int, sides: tuple[int, int], squash: int) -> Image.Image:
     """The `rank`-th distinct picture of the `distinct` layout: no two share a pixel. The
     first half of the photos are used whole, the second half as 2 x 2 non-overlapping
-    tiles (2.5 pictures per photo in all)."""
+    tiles (2.5 pictures per photo in all); past those, procedural pictures."""
     whole = len(photos) // 2
+    tiles = 4 * (len(photos) - whole)
+    if rank >= whole + tiles:
+        return _procedural(rank - whole - tiles, sides, squash)
     if rank < whole:
         picture = _photo(photos[rank])
     else:
         tile = rank - whole
-        if tile >= 4 * (len(photos) - whole):
-            raise SystemExit(
-                f"the distinct layout makes at most {whole + 4 * (len(photos) - whole)} "
-                "distinct pictures from these photos; ask for fewer images or more copies"
-            )
         photo = _photo(photos[whole + tile // 4])
         w, h = photo.size
         col, row = tile % 4 % 2, tile % 4 // 2
@@ -165,15 +206,31 @@ def generate(
     photos = sorted(str(p) for p in iter_image_files([photos_dir]))
     if not photos:
         raise SystemExit(f"no photos in {photos_dir}")
-    ranks = None
-    if layout == "distinct":
-        originals = [k for k in range(n) if not _is_copy(k, copies)]
-        ranks = {k: rank for rank, k in enumerate(originals)}
+    rank_of = None
+    if layout == "distinct":  # rank_of[k]: how many distinct pictures come before image k
+        originals = np.array([not _is_copy(k, copies) for k in range(n)])
+        rank_of = np.cumsum(originals) - originals
+        made = int(originals.sum())
+        capacity = len(photos) // 2 + 4 * (len(photos) - len(photos) // 2)
+        if made > capacity:
+            print(f"{capacity:,} distinct pictures from the photos, {made - capacity:,} procedural")
     todo = [k for k in range(n) if not (out / f"{k // 1000:04d}" / f"img{k:07d}.jpg").exists()]
     chunks = [todo[i : i + 200] for i in range(0, len(todo), 200)]
+
+    def ranks(chunk: list[int]) -> dict[int, int] | None:  # this chunk's own (small to send)
+        if rank_of is None:
+            return None
+        wanted = set(chunk)
+        for k in chunk:  # and the original each copy is made from
+            source = k - 1
+            while source > 0 and _is_copy(source, copies):
+                source -= 1
+            wanted.add(max(source, 0))
+        return {k: int(rank_of[k]) for k in wanted}
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        write = functools.partial(_write_chunk, photos, str(out), copies, sides, squash, ranks)
-        done = sum(pool.map(write, chunks))
+        write = functools.partial(_write_chunk, photos, str(out), copies, sides, squash)
+        done = sum(pool.map(write, [ranks(c) for c in chunks], chunks))
     return done
 
 
@@ -208,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dir", type=Path, help="Working folder (images/, indexes, reports).")
     parser.add_argument("--generate", type=int, default=0, help="Make sure N images exist.")
     parser.add_argument("--photos", type=Path, help="Photos to cut the images from.")
+    parser.add_argument(
+        "--generate-only", action="store_true", help="Stop after generating (no scan)."
+    )
     parser.add_argument("--model", type=Path, help="Checkpoint (default: the bundled model).")
     parser.add_argument(
         "--peer", default="phash", help="Hash to compare with: phash-plain, phash (default), ..."
@@ -255,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.layout,
         )
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s")
+        if args.generate_only:
+            return 0
     paths = list(iter_image_files([images]))
     if not paths:
         parser.error(f"no images under {images}; use --generate N --photos DIR")

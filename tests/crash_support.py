@@ -153,6 +153,26 @@ def stop_mid_copy() -> None:
     shutil.copyfileobj = half_then_stop  # type: ignore[assignment]
 
 
+VERIFY_CHUNK = 25
+"""Pairs per verification chunk in a command set up by `small_slow_verify_chunks`."""
+
+
+def small_slow_verify_chunks() -> None:
+    """Setup: verification stores every VERIFY_CHUNK pairs, and each chunk takes 50 ms
+    more, so a kill can land between chunks on any machine."""
+    import lookalike.candidates
+    from lookalike.model import Model
+
+    lookalike.candidates.CHUNK = VERIFY_CHUNK
+    real = Model.match_counts
+
+    def slow(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return real(self, *args, **kwargs)
+
+    Model.match_counts = slow  # type: ignore[method-assign]
+
+
 def wait_stopped(pid: int, seconds: float = 60) -> None:
     """Wait until a process is stopped (by SIGSTOP); RuntimeError if it never is."""
     deadline = time.monotonic() + seconds

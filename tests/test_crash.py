@@ -14,14 +14,17 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from conftest import make_picture
-from crash_support import Launcher, digest, digests, wait_stopped
+from conftest import TINY_ENCODER, TINY_PREPROCESS, make_picture
+from crash_support import VERIFY_CHUNK, Launcher, digest, digests, wait_stopped
+from lookalike.model import load_model, new_model, save_model
+from lookalike.records import ScanProgress, ScanResult
 from lookalike.scan import read_manifest, read_result, restore, scan_folder
+from lookalike.verify import VerifyConfig
 from scan_support import content_model, write_copied_pictures
 
 pytestmark = pytest.mark.slow
@@ -161,6 +164,70 @@ def test_a_scan_killed_at_random_moments_resumes_with_every_file_once(
         assert digests(root) == before
     assert killed == TRIALS, f"only {killed} runs were killed before they finished"
     assert partial > 0  # some kills landed mid-scan, not only before or after it
+
+
+def _verified(index: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM verified").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def test_a_scan_killed_during_verification_keeps_its_stored_chunks_and_resumes_the_same(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """kill -9 mid-verification loses at most the chunk in progress: the rerun verifies only
+    the pairs not stored yet and ends with the groups and pairs of an uninterrupted scan."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for k in range(60):  # pictures and an edited copy of each (a crop, scaled back)
+        picture = make_picture(8000 + k, (128, 96))
+        picture.save(root / f"p{k:02d}.png")
+        picture.crop((10, 8, 118, 88)).resize((128, 96)).save(root / f"p{k:02d}_crop.png")
+    model = replace(
+        new_model(TINY_ENCODER, TINY_PREPROCESS, seed=0, model_id="tiny-verify"),
+        verify=VerifyConfig(  # every image's 4 nearest neighbours go to verification
+            min_cnn_similarity=0.0, confident_cnn_similarity=1.0, candidates_per_image=4
+        ),
+    )
+    checkpoint = save_model(model, tmp_path / "verify.pt")
+    args = ["scan", root, "--index", tmp_path / "killed.lookalike", "--model", checkpoint]
+    pid = launcher.start(*args, setup="small_slow_verify_chunks")
+    deadline = time.monotonic() + 120
+    while _verified(tmp_path / "killed.lookalike") < 2 * VERIFY_CHUNK:
+        assert time.monotonic() < deadline, "verification did not start in time"
+        time.sleep(0.002)
+    launcher.kill(pid)
+    assert launcher.wait(pid) == -9, "the scan finished before it could be killed"
+    stored = _verified(tmp_path / "killed.lookalike")
+    assert stored % VERIFY_CHUNK == 0  # whole chunks only, each in one transaction
+
+    def scan(index: Path) -> tuple[ScanResult, int]:
+        fresh = [0]
+
+        def note(progress: ScanProgress) -> None:
+            if progress.stage == "verify" and progress.total is not None:
+                fresh[0] = max(fresh[0], progress.total)
+
+        model = load_model(checkpoint)
+        result = scan_folder([root], index, model=model, min_similarity=0.999, on_progress=note)
+        return result, fresh[0]
+
+    resumed, verified_again = scan(tmp_path / "killed.lookalike")
+    whole, verified_once = scan(tmp_path / "whole.lookalike")
+    assert verified_once > stored + VERIFY_CHUNK  # the kill landed mid-verification
+    assert verified_again == verified_once - stored  # nothing stored is verified twice
+    assert _verified(tmp_path / "killed.lookalike") == verified_once
+
+    def seen(result: ScanResult) -> tuple[object, ...]:
+        return (
+            sorted((str(p.a), str(p.b), round(p.similarity, 9)) for p in result.pairs),
+            sorted(sorted(str(m.path) for m in g.members) for g in result.groups),
+        )
+
+    assert seen(resumed) == seen(whole)
+    assert whole.groups  # the crops were found
 
 
 # -- quarantine and restore ---------------------------------------------------------------
