@@ -425,3 +425,34 @@ def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike
     assert saved["candidate_min_similarity"] == 0.6 and "min_cnn_similarity" not in saved
     with pytest.raises(TypeError):
         VerifyConfig.from_dict({"no_such_setting": 1})
+
+
+def test_further_neighbours_are_verified_only_where_a_picture_has_copies(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from lookalike.candidates import candidate_scores
+    from lookalike.index import nearest_of
+
+    config = replace(
+        CONFIG, min_cnn_similarity=0.0, confident_cnn_similarity=0.99, candidates_per_image=4
+    )
+    staged = replace(tiny_model, verify=replace(config, first_candidates=1))
+    verified: list[tuple[int, int]] = []
+
+    def remember(pairs: np.ndarray, _fused: np.ndarray, _matches: object) -> None:
+        verified.extend(map(tuple, pairs.tolist()))
+
+    # Strangers only: each picture's first neighbour is verified, nothing further.
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    photos = [_photo(30 + k) for k in range(6)]
+    candidate_scores(staged, vectors, photos.__getitem__, on_verified=remember)
+    first = nearest_of(vectors, np.arange(6), 1)[:, 0]
+    assert set(verified) == {(min(i, j), max(i, j)) for i, j in enumerate(first.tolist())}
+    # A picture with copies (rows 1-3, CNN-confident with row 0): its further neighbours
+    # are verified too, and the crop c (row 0's 4th neighbour) is found.
+    vectors, images = _crowded_layout()
+    verified.clear()
+    scores = candidate_scores(staged, vectors, images.__getitem__, on_verified=remember)
+    assert scores[(0, 4)] >= 0.99
+    everything = candidate_scores(replace(tiny_model, verify=config), vectors, images.__getitem__)
+    assert set(verified) <= set(everything)

@@ -23,7 +23,7 @@ from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity
-from lookalike.verify import Keypoints, Matches, fuse_similarity
+from lookalike.verify import Keypoints, Matches, VerifyConfig, fuse_similarity
 
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
@@ -94,12 +94,52 @@ def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
 def candidate_pairs(
     model: Model, vectors: np.ndarray, search: faiss.Index | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(P, 2) row pairs to verify and their CNN similarities; empty without a verify config."""
+    """(P, 2) row pairs to verify first and their CNN similarities (each row's
+    `first_candidates` nearest, or `candidates_per_image`); empty without a verify config."""
     config = model.verify
     if config is None or len(vectors) < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
-    near = nearest_pairs(vectors, config.candidates_per_image, search=search)
+    near = nearest_pairs(vectors, _first(config), search=search)
     return _ambiguous(model, vectors, np.stack([near.i, near.j], axis=1))
+
+
+def _first(config: VerifyConfig) -> int:
+    """How many of each image's nearest neighbours round one takes at first."""
+    if config.first_candidates < 1:
+        return config.candidates_per_image
+    return min(config.first_candidates, config.candidates_per_image)
+
+
+def further_pairs(
+    model: Model,
+    vectors: np.ndarray,
+    sure_rows: np.ndarray,
+    search: faiss.Index | None = None,
+    batch: int = 65536,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Round one's second step: each row's neighbours after its first `first_candidates`,
+    up to `candidates_per_image`, where the row or the neighbour is in a sure pair (a
+    picture that has copies), as (P, 2) pairs i < j with their CNN similarities."""
+    config = model.verify
+    n = len(vectors)
+    sure_rows = np.unique(np.asarray(sure_rows, dtype=np.int64))
+    if config is None or len(sure_rows) == 0 or _first(config) >= config.candidates_per_image:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    search = search if search is not None else build_search(vectors)
+    is_sure = np.zeros(n, dtype=bool)
+    is_sure[sure_rows] = True
+    found: list[np.ndarray] = []
+    for start in range(0, n, batch):
+        rows = np.arange(start, min(n, start + batch), dtype=np.int64)
+        near = nearest_of(vectors, rows, config.candidates_per_image, search=search)
+        near = near[:, _first(config) :]
+        image, other = np.repeat(rows, near.shape[1]), near.ravel()
+        keep = other >= 0
+        image, other = image[keep], other[keep]
+        keep = is_sure[image] | is_sure[other]
+        found.append(np.stack([np.minimum(image, other), np.maximum(image, other)], 1)[keep])
+    pairs = np.unique(np.concatenate(found), axis=0)
+    return _ambiguous(model, vectors, pairs)
 
 
 def expansion_pairs(
@@ -150,8 +190,9 @@ def candidate_scores(
 ) -> Pairs:
     """Verified similarity of every candidate pair; empty without a verify config.
 
-    Round one verifies each row's ambiguous nearest neighbours; round two those of the
-    pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
+    Round one verifies each row's ambiguous nearest neighbours (with `first_candidates`:
+    the first few, then the further ones where either is in a sure pair); round two those
+    of the pairs found sure, CNN-confident or verified (`VerifyConfig.expand_neighbours`).
     `reuse` holds similarities verified before (not verified again), `on_verified(pairs,
     similarities, matches)` receives new ones as they come, `on_progress(done,
     total)` counts pairs (the total grows when round two starts). Only pairs scored at
@@ -210,17 +251,22 @@ def candidate_scores(
             matcher=matcher,
         )
 
-    verify(*candidate_pairs(model, vectors, search))
-    if config.expand_neighbours > 0:
+    def sure_pairs() -> np.ndarray:  # verified sure, or CNN-confident (not near-flat)
+        sure = [pair for pair, s in scores.items() if s >= config.confident_cnn_similarity]
+        return np.concatenate([np.array(sure, dtype=np.int64).reshape(-1, 2), vouched])
+
+    vouched = np.zeros((0, 2), dtype=np.int64)
+    if config.expand_neighbours > 0 or _first(config) < config.candidates_per_image:
         confident = find_pairs(
             vectors, cosine_from_cnn_similarity(config.confident_cnn_similarity), search=search
         )
-        sure = [pair for pair, s in scores.items() if s >= config.confident_cnn_similarity]
         vouched = np.stack([confident.i, confident.j], 1)
         if len(vouched):  # the CNN does not vouch for a near-flat picture
             vouched = vouched[~model.flat_pairs(vectors[vouched[:, 0]], vectors[vouched[:, 1]])]
-        sure_rows = np.concatenate([np.array(sure, dtype=np.int64).reshape(-1, 2), vouched])
-        verify(*expansion_pairs(model, vectors, sure_rows, search))
+    verify(*candidate_pairs(model, vectors, search))
+    verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))
+    if config.expand_neighbours > 0:
+        verify(*expansion_pairs(model, vectors, sure_pairs(), search))
     return scores
 
 

@@ -49,6 +49,11 @@ class VerifyConfig:
     """Largest median motion (pixels at `side`) left after aligning B onto A for an edited
     copy; beyond it the match shows two shots of one scene (0: no check; see
     `residual_motion`)."""
+    first_candidates: int = 0
+    """Round one in two steps: each image's this many nearest neighbours first; its further
+    ones (up to `candidates_per_image`) only once the image is found in a sure pair (a
+    picture that has copies), so a collection of strangers is not verified ten deep.
+    0: all `candidates_per_image` at once."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_cnn_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -63,9 +68,18 @@ class VerifyConfig:
 
     def fingerprint_settings(self) -> dict[str, Any]:
         """The settings under their older saved names, so a rule's fingerprint (and the
-        verified pairs an index keeps under it) survive the renaming."""
+        verified pairs an index keeps under it) survive the renaming; settings added later
+        are left out while they keep the value that changes nothing."""
         old = {new: old for old, new in LEGACY_NAMES.items()}
-        return {old.get(k, k): v for k, v in asdict(self).items()}
+        return {
+            old.get(k, k): v
+            for k, v in asdict(self).items()
+            if not (k in NEUTRAL_SETTINGS and NEUTRAL_SETTINGS[k] == v)
+        }
+
+
+NEUTRAL_SETTINGS: dict[str, Any] = {"first_candidates": 0}
+"""Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
 
 LEGACY_NAMES = {
