@@ -41,6 +41,7 @@ from lookalike.verify.matching import (
     VerifyConfig,
     _cv2,
     count_inliers,
+    extract_both,
     extract_keypoints,
     match_keypoints,
     nearest_two,
@@ -258,10 +259,10 @@ def match_pairs(
     def prime(n: int) -> None:
         # Runs once per image, before any match, so each image is decoded at most once.
         missing = [m for m in ((False, True) if n in firsts else (False,)) if (n, m) not in cache]
-        if missing:
-            image = load(n)
-            for mirrored in missing:
-                cache[(n, mirrored)] = extract_keypoints(image, config, mirrored=mirrored)
+        if missing == [False, True]:
+            cache[(n, False)], cache[(n, True)] = extract_both(load(n), config)
+        elif missing:
+            cache[(n, missing[0])] = extract_keypoints(load(n), config, mirrored=missing[0])
 
     def matched(pair: np.ndarray) -> Verified:
         a, b = int(pair[0]), int(pair[1])

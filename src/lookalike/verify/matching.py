@@ -8,7 +8,7 @@ from typing import Any
 
 import faiss
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,28 @@ def extract_keypoints(
 
     Small images are scaled up to that size too, so keypoint scales are comparable.
     """
-    cv2 = _cv2()
-    if mirrored:
-        image = ImageOps.mirror(image)
+    grey = _grey(image, config)
+    return keypoints_of_grey(np.ascontiguousarray(grey[:, ::-1]) if mirrored else grey, config)
+
+
+def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, Keypoints]:
+    """`extract_keypoints` of the image and of its mirror image, from one grey copy (the
+    grey copy of a mirrored picture is the mirrored grey copy, pixel for pixel)."""
+    grey = _grey(image, config)
+    return keypoints_of_grey(grey, config), keypoints_of_grey(
+        np.ascontiguousarray(grey[:, ::-1]), config
+    )
+
+
+def _grey(image: Image.Image, config: VerifyConfig) -> np.ndarray:
     scale = config.side / max(image.size)
     size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
-    grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+    return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+
+
+def keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
+    """ORB keypoints of a grey copy already at `config.side`, and its small content copy."""
+    cv2 = _cv2()
     orb = cv2.ORB_create(
         nfeatures=config.features, fastThreshold=10, edgeThreshold=15, patchSize=15
     )
@@ -144,9 +160,10 @@ def extract_keypoints(
     points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
     small = max(8, config.content_side)
     factor = small / config.side
-    small_size = (max(4, round(size[0] * factor)), max(4, round(size[1] * factor)))
+    height, width = grey.shape
+    small_size = (max(4, round(width * factor)), max(4, round(height * factor)))
     content = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
-    return Keypoints(points, descriptors, (grey.shape[0], grey.shape[1]), content)
+    return Keypoints(points, descriptors, (height, width), content)
 
 
 def _spread(points: np.ndarray, shape: tuple[int, int]) -> float:
