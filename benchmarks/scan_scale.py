@@ -24,6 +24,15 @@ distinct layout: no two distinct pictures share a pixel):
         --layout distinct --copies 0.1 --peer phash-plain --no-report
     python benchmarks/scan_scale.py /tmp/ratio-32 --generate 2000 --photos ../shared/photos \
         --layout distinct --copies 0.1 --squash 32 --peer phash-plain --no-report
+
+The million (5 % edited copies; past the photos' 8,029 distinct pictures, procedural
+ones: `_procedural`), generated once, then scanned into a named index so a killed scan
+can be resumed (`--index`; the figures printed are that run's):
+
+    python benchmarks/scan_scale.py runs/scale1m --generate 1000000 --photos ../shared \
+        --layout distinct --copies 0.05 --generate-only
+    python benchmarks/scan_scale.py runs/scale1m --index runs/scale1m/million.lookalike \
+        --peer phash-plain --no-report --json-out benchmarks/results/scan_scale_1m.json
 """
 
 from __future__ import annotations
@@ -289,6 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json-out", type=Path, help="Also write the figures here (JSON).")
     parser.add_argument(
+        "--index",
+        type=Path,
+        help="Scan into this index (default: a new one in DIR); an index a killed scan left "
+        "is resumed, and the figures are this run's.",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -327,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = load_model(args.model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    index = args.dir / f"scan-{stamp}.lookalike"
+    index = args.index or args.dir / f"scan-{stamp}.lookalike"
     stages: dict[str, float] = {}
 
     verified = [0]
