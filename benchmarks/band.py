@@ -24,8 +24,8 @@ from _common import write_results  # type: ignore[import-not-found]
 from lookalike.candidates import candidate_scores
 from lookalike.embed import embed_all
 from lookalike.evaluate import load_truth, pair_layout, tally_pairs
-from lookalike.io import load_image
 from lookalike.model import load_model
+from lookalike.verify import load_for_matching
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         saved = np.load(args.cache)
         pairs, fused = saved["pairs"], saved["fused"]
     else:
-        side = model.verify.side
         scores = candidate_scores(
-            model, vectors, lambda m: load_image(layout.paths[m], min_side=side)
+            model, vectors, lambda m: load_for_matching(layout.paths[m], model.verify)
         )
         pairs = np.array(list(scores), dtype=np.int64).reshape(-1, 2)
         fused = np.array(list(scores.values()), dtype=np.float64)

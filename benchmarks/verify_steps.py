@@ -27,7 +27,6 @@ from PIL import Image
 
 from lookalike.candidates import candidate_pairs
 from lookalike.evaluate import load_truth
-from lookalike.io import load_image
 from lookalike.model import load_model
 from lookalike.verify import (
     AGREES,
@@ -36,6 +35,7 @@ from lookalike.verify import (
     centre_match_rate,
     content_disagreement,
     extract_keypoints,
+    load_for_matching,
     residual_motion,
     single_threaded_search,
 )
@@ -105,7 +105,7 @@ def main() -> None:
             if n not in decoded:
                 decoded[n] = _timed(
                     "decode at the keypoint side",
-                    lambda p: load_image(p, min_side=config.side),
+                    lambda p: load_for_matching(p, config),
                     paths[n],
                 )
             picture = decoded[n]

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.evaluate import load_truth, pair_layout
-from lookalike.io import load_image
 from lookalike.model import load_model
 from lookalike.verify import (
     centre_match_rate,
     content_disagreement,
     extract_keypoints,
+    load_for_matching,
     match_keypoints,
 )
 
@@ -81,7 +81,7 @@ def main() -> None:
     row = {i: k for k, i in enumerate(wanted)}
 
     def keypoints(i: int):  # type: ignore[no-untyped-def]
-        image = load_image(paths[i], min_side=config.side)
+        image = load_for_matching(paths[i], config)
         return extract_keypoints(image, config), extract_keypoints(image, config, mirrored=True)
 
     with ThreadPoolExecutor(2) as pool:

@@ -312,7 +312,7 @@ def test_ray_matcher_matches_like_the_model(
     paths = [str(p) for p in [*synthetic_folder.originals, *synthetic_folder.edits]][:12]
     pairs = np.array([(i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))])
     assert trained.verify is not None
-    here = trained.match_counts(file_loader(paths, trained.verify.side), pairs, threads=1)
+    here = trained.match_counts(file_loader(paths, trained.verify), pairs, threads=1)
     with RayMatcher(paths, trained, actors=2) as matcher:
         assert len(matcher.actors) == 2
         there = matcher(pairs)

@@ -23,7 +23,7 @@ from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity
-from lookalike.verify import Keypoints, Matches, VerifyConfig, fuse_similarity
+from lookalike.verify import Keypoints, Matches, VerifyConfig, fuse_similarity, load_for_matching
 
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
@@ -75,8 +75,9 @@ KEYPOINT_CACHE = 6000
 """Images whose keypoints verification keeps between chunks (about 20 KB each way)."""
 
 
-def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
-    """`load(n)` for verification: row n's file at reduced size, blank if it cannot be read.
+def file_loader(paths: list[str], config: VerifyConfig | None) -> Callable[[int], Image.Image]:
+    """`load(n)` for verification: row n's file as matching reads it (`load_for_matching`),
+    blank if it cannot be read.
 
     A blank image has no keypoints, so a file that vanished since it was embedded simply
     gets no geometric evidence (its CNN similarity stands).
@@ -84,7 +85,9 @@ def file_loader(paths: list[str], side: int) -> Callable[[int], Image.Image]:
 
     def load(n: int) -> Image.Image:
         try:
-            return load_image(paths[n], min_side=side)
+            if config is None:
+                return load_image(paths[n])
+            return load_for_matching(paths[n], config)
         except UnreadableImage:
             return Image.new("RGB", (8, 8))
 

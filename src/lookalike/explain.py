@@ -32,7 +32,7 @@ from lookalike.io import load_image, write_new
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
 from lookalike.score import cnn_similarity_from_cosine, decide
-from lookalike.verify import fuse_similarity, pair_evidence
+from lookalike.verify import fuse_similarity, load_for_matching, pair_evidence
 
 MATCH_LINES = 60
 """Matched points joined by a line in a panel (evenly picked when there are more)."""
@@ -216,9 +216,9 @@ def explain_pair(
     evidence = None
     if model.verify is not None and check[0]:
         # The same matching as Model.refine, on the same decodes, keeping what it found.
-        side = model.verify.side
+        config = model.verify
         seen = [
-            source if isinstance(source, Image.Image) else load_image(source, min_side=side)
+            source if isinstance(source, Image.Image) else load_for_matching(source, config)
             for source in (path_a or full_a, path_b or full_b)
         ]
         found = pair_evidence(seen[0], seen[1], model.verify)

@@ -30,8 +30,7 @@ class _MatchPairs:
 
         # References inside lists: Ray passes them unresolved, each actor fetches them once.
         self.model: Model = ray.get(model[0])
-        side = self.model.verify.side if self.model.verify is not None else 0
-        self.load = file_loader(ray.get(paths[0]), side)
+        self.load = file_loader(ray.get(paths[0]), self.model.verify)
         self.cache: dict[tuple[int, bool], Keypoints] = {}
         self.cache_size = cache_size
 

@@ -18,9 +18,9 @@ from lookalike.embed import embed_all
 from lookalike.evaluate.peers import get_peer, hamming_scorer, hash_files
 from lookalike.evaluate.scoring import tally_pairs
 from lookalike.evaluate.truth import PairLayout, load_truth, pair_layout
-from lookalike.io import load_image
 from lookalike.model import Calibration, Model
 from lookalike.records import Evaluation, OperatingPoint, Truth
+from lookalike.verify import load_for_matching
 
 MODEL_SYSTEM = "lookalike"
 CNN_SYSTEM = "lookalike-cnn"
@@ -262,8 +262,8 @@ def _refine_candidates(model: Model, paths: Sequence[Path], vectors: np.ndarray)
     """Verify candidate pairs exactly as a scan does (see lookalike.candidates)."""
     if model.verify is None:
         return _Refined({}, 0)
-    side = model.verify.side
-    scores = candidate_scores(model, vectors, lambda m: load_image(paths[m], min_side=side))
+    config = model.verify
+    scores = candidate_scores(model, vectors, lambda m: load_for_matching(paths[m], config))
     partners: dict[int, tuple[list[int], list[float]]] = {}
     for (a, b), value in scores.items():
         for x, y in ((a, b), (b, a)):

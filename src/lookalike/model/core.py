@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lookalike.io import load_image
 from lookalike.model.detail import DetailGate
 from lookalike.model.inference import Inference
 from lookalike.model.network import Encoder
@@ -24,7 +23,15 @@ from lookalike.model.preprocess import (
 )
 from lookalike.records import Comparison, ModelStamp
 from lookalike.score import cnn_similarity_from_cosine, decide, is_ambiguous
-from lookalike.verify import NOTHING, Keypoints, Matches, VerifyConfig, fuse_similarity, match_pairs
+from lookalike.verify import (
+    NOTHING,
+    Keypoints,
+    Matches,
+    VerifyConfig,
+    fuse_similarity,
+    load_for_matching,
+    match_pairs,
+)
 
 
 @dataclass(frozen=True)
@@ -221,10 +228,10 @@ class Model:
         score = float(raw[0])
         if check[0] and self.verify is not None:
             paths = [a, b]
-            side = self.verify.side
+            config = self.verify
             score = float(
                 self.refine(
-                    lambda n: load_image(paths[n], min_side=side),
+                    lambda n: load_for_matching(paths[n], config),
                     np.array([[0, 1]]),
                     np.array([score]),
                     threads=1,

@@ -166,8 +166,9 @@ def _report(
     if len(hashes) > 1:
         vectors = np.stack([hash_vectors[h] for h in hashes])
         path_of = {image.hash: str(image.path) for image in reversed(images)}
-        side = model.verify.side if model.verify else 0
-        scores = pair_scores(model, vectors, cut, file_loader([path_of[h] for h in hashes], side))
+        scores = pair_scores(
+            model, vectors, cut, file_loader([path_of[h] for h in hashes], model.verify)
+        )
         for (i, j), score in scores.items():
             ha, hb = hashes[i], hashes[j]
             if (min(ha, hb), max(ha, hb)) in marked:

@@ -58,7 +58,7 @@ def find_lookalikes(
     )
     if model.verify is not None and len(scores):
         # Score the ambiguous ones as a scan does: after geometric verification.
-        load = file_loader([str(image)] + [paths[h] for h in wanted], model.verify.side)
+        load = file_loader([str(image)] + [paths[h] for h in wanted], model.verify)
         ambiguous = np.flatnonzero(check).tolist()
         pairs = np.array([[0, n + 1] for n in ambiguous], dtype=np.int64).reshape(-1, 2)
         scores[ambiguous] = model.refine(load, pairs, scores[ambiguous])

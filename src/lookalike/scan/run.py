@@ -357,7 +357,6 @@ def _search(
             for (i, j), s, n, c, shot in zip(rows.tolist(), fused, *matches, strict=True)
         )
 
-    side = model.verify.side if model.verify else 0
     paths = [path_of[h] for h in hashes]
     with (
         verifier(paths, model)
@@ -368,7 +367,7 @@ def _search(
             model,
             vectors,
             review,
-            file_loader(paths, side),
+            file_loader(paths, model.verify),
             reuse=reuse,
             on_verified=remember,
             on_progress=lambda stage, done, total: progress(ScanProgress(stage, done, total)),

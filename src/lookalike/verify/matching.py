@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import faiss
 import numpy as np
 from PIL import Image
+
+from lookalike.io import load_image
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,14 @@ def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, K
     return keypoints_of_grey(grey, config), keypoints_of_grey(
         np.ascontiguousarray(grey[:, ::-1]), config
     )
+
+
+def load_for_matching(path: str | os.PathLike[str], config: VerifyConfig) -> Image.Image:
+    """A file decoded as verification reads it (shorter side at least `config.side`).
+    Every caller that matches files (scans, evaluations, comparisons, explanations) reads
+    them this way, so a cut-off calibrated in one holds in the others. Raises
+    `UnreadableImage`."""
+    return load_image(path, min_side=config.side)
 
 
 def _grey(image: Image.Image, config: VerifyConfig) -> np.ndarray:
