@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -171,6 +172,15 @@ def small_slow_verify_chunks() -> None:
         return real(self, *args, **kwargs)
 
     Model.match_counts = slow  # type: ignore[method-assign]
+
+
+def count_rows(index: Path, table: str) -> int:
+    """Rows of an index table, read while another process writes it (0 before it exists)."""
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
 
 
 def wait_stopped(pid: int, seconds: float = 60) -> None:

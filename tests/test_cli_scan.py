@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SyntheticFolder, make_picture
+from crash_support import count_rows
 from lookalike.cli import app
 from lookalike.scan import KEEP_REASONS
 
@@ -246,14 +247,6 @@ def test_demo_writes_photos_and_a_report(tmp_path: Path, tiny_checkpoint: Path) 
 # -- kill -9 and resume -------------------------------------------------------------------
 
 
-def _count(index: Path, table: str) -> int:
-    try:
-        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as conn:
-            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    except sqlite3.Error:  # not created yet
-        return 0
-
-
 def _kill_when(command: list[str], index: Path, ready) -> int:  # type: ignore[no-untyped-def]
     """Start a scan, SIGKILL it once `ready(files, embeddings)`; return its exit status.
 
@@ -262,7 +255,7 @@ def _kill_when(command: list[str], index: Path, ready) -> int:  # type: ignore[n
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        if ready(_count(index, "files"), _count(index, "embeddings")):
+        if ready(count_rows(index, "files"), count_rows(index, "embeddings")):
             workers = psutil.Process(process.pid).children(recursive=True)
             process.send_signal(signal.SIGKILL)
             for worker in workers:
@@ -312,7 +305,7 @@ def test_a_scan_killed_with_sigkill_resumes_to_the_same_result(
         if status == -signal.SIGKILL:
             break
     assert status == -signal.SIGKILL, "the scan finished before it could be killed"
-    embedded_before = _count(index, "embeddings")
+    embedded_before = count_rows(index, "embeddings")
     resumed = runner.invoke(app, _scan_args(root, index, tiny_checkpoint))
     assert resumed.exit_code == 0, resumed.output
     doc = json.loads(resumed.stdout)

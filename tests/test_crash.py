@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_ENCODER, TINY_PREPROCESS, make_picture
-from crash_support import VERIFY_CHUNK, Launcher, digest, digests, wait_stopped
+from crash_support import VERIFY_CHUNK, Launcher, count_rows, digest, digests, wait_stopped
 from lookalike.model import load_model, new_model, save_model
 from lookalike.records import ScanProgress, ScanResult
 from lookalike.scan import read_manifest, read_result, restore, scan_folder
@@ -166,14 +166,6 @@ def test_a_scan_killed_at_random_moments_resumes_with_every_file_once(
     assert partial > 0  # some kills landed mid-scan, not only before or after it
 
 
-def _verified(index: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM verified").fetchone()[0])
-    except sqlite3.Error:  # not created yet
-        return 0
-
-
 def test_a_scan_killed_during_verification_keeps_its_stored_chunks_and_resumes_the_same(
     launcher: Launcher, tmp_path: Path
 ) -> None:
@@ -195,12 +187,12 @@ def test_a_scan_killed_during_verification_keeps_its_stored_chunks_and_resumes_t
     args = ["scan", root, "--index", tmp_path / "killed.lookalike", "--model", checkpoint]
     pid = launcher.start(*args, setup="small_slow_verify_chunks")
     deadline = time.monotonic() + 120
-    while _verified(tmp_path / "killed.lookalike") < 2 * VERIFY_CHUNK:
+    while count_rows(tmp_path / "killed.lookalike", "verified") < 2 * VERIFY_CHUNK:
         assert time.monotonic() < deadline, "verification did not start in time"
         time.sleep(0.002)
     launcher.kill(pid)
     assert launcher.wait(pid) == -9, "the scan finished before it could be killed"
-    stored = _verified(tmp_path / "killed.lookalike")
+    stored = count_rows(tmp_path / "killed.lookalike", "verified")
     assert stored % VERIFY_CHUNK == 0  # whole chunks only, each in one transaction
 
     def scan(index: Path) -> tuple[ScanResult, int]:
@@ -218,7 +210,7 @@ def test_a_scan_killed_during_verification_keeps_its_stored_chunks_and_resumes_t
     whole, verified_once = scan(tmp_path / "whole.lookalike")
     assert verified_once > stored + VERIFY_CHUNK  # the kill landed mid-verification
     assert verified_again == verified_once - stored  # nothing stored is verified twice
-    assert _verified(tmp_path / "killed.lookalike") == verified_once
+    assert count_rows(tmp_path / "killed.lookalike", "verified") == verified_once
 
     def seen(result: ScanResult) -> tuple[object, ...]:
         return (
