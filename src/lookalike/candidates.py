@@ -258,8 +258,9 @@ def candidate_scores(
         sure = [pair for pair, s in scores.items() if s >= config.confident_cnn_similarity]
         return np.concatenate([np.array(sure, dtype=np.int64).reshape(-1, 2), vouched])
 
+    staged = _first(config) < config.candidates_per_image
     vouched = np.zeros((0, 2), dtype=np.int64)
-    if config.expand_neighbours > 0 or _first(config) < config.candidates_per_image:
+    if config.expand_neighbours > 0 or staged:
         confident = find_pairs(
             vectors, cosine_from_cnn_similarity(config.confident_cnn_similarity), search=search
         )
@@ -267,7 +268,8 @@ def candidate_scores(
         if len(vouched):  # the CNN does not vouch for a near-flat picture
             vouched = vouched[~model.flat_pairs(vectors[vouched[:, 0]], vectors[vouched[:, 1]])]
     verify(*candidate_pairs(model, vectors, search))
-    verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))
+    if staged:
+        verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))
     if config.expand_neighbours > 0:
         verify(*expansion_pairs(model, vectors, sure_pairs(), search))
     return scores
