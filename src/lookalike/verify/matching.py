@@ -54,9 +54,9 @@ class VerifyConfig:
     `residual_motion`)."""
     first_candidates: int = 0
     """Round one in two steps: each image's this many nearest neighbours first; its further
-    ones (up to `candidates_per_image`) only once the image is found in a sure pair (a
-    picture that has copies), so a collection of strangers is not verified ten deep.
-    0: all `candidates_per_image` at once."""
+    ones (up to `candidates_per_image`) only where the image or that neighbour is already
+    in a sure pair (a picture that has copies), so a collection of strangers is not
+    verified ten deep. 0: all `candidates_per_image` at once."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_cnn_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -135,16 +135,18 @@ def extract_keypoints(
     Small images are scaled up to that size too, so keypoint scales are comparable.
     """
     grey = _grey(image, config)
-    return keypoints_of_grey(np.ascontiguousarray(grey[:, ::-1]) if mirrored else grey, config)
+    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config)
 
 
 def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, Keypoints]:
     """`extract_keypoints` of the image and of its mirror image, from one grey copy (the
     grey copy of a mirrored picture is the mirrored grey copy, pixel for pixel)."""
     grey = _grey(image, config)
-    return keypoints_of_grey(grey, config), keypoints_of_grey(
-        np.ascontiguousarray(grey[:, ::-1]), config
-    )
+    return _keypoints_of_grey(grey, config), _keypoints_of_grey(_mirror(grey), config)
+
+
+def _mirror(grey: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(grey[:, ::-1])
 
 
 def load_for_matching(path: str | os.PathLike[str], config: VerifyConfig) -> Image.Image:
@@ -161,7 +163,7 @@ def _grey(image: Image.Image, config: VerifyConfig) -> np.ndarray:
     return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
 
 
-def keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
+def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
     """ORB keypoints of a grey copy already at `config.side`, and its small content copy."""
     cv2 = _cv2()
     orb = cv2.ORB_create(
