@@ -6,7 +6,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from conftest import make_picture
 from lookalike.augment import apply_edit, composite
@@ -21,6 +21,7 @@ from lookalike.verify import (
     judge_match,
     match_keypoints,
     nearest_two,
+    painted_cover,
     residual_motion,
     single_threaded_search,
     verified_inliers,
@@ -383,6 +384,36 @@ SHIPPED_CHECKS = VerifyConfig(
     content_min_correlation=0.3,
     min_centre_inlier_share=0.02,
 )
+
+
+def _painted_over(photo: Image.Image) -> Image.Image:
+    """The photo with flat shapes painted over its middle, as an overlay paints them."""
+    out = photo.copy()
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    draw.rectangle((0.3 * w, 0.25 * h, 0.62 * w, 0.7 * h), fill=(200, 30, 40))
+    draw.ellipse((0.5 * w, 0.35 * h, 0.75 * w, 0.75 * h), fill=(250, 230, 60))
+    return out
+
+
+def test_paint_over_the_centre_still_makes_a_copy_but_a_pasted_subject_does_not() -> None:
+    photo = _photo(40)
+    painted = _painted_over(photo)
+    lenient = replace(SHIPPED_CHECKS, painted_max_std=0.5)
+    a, b = extract_keypoints(photo, lenient), extract_keypoints(painted, lenient)
+    assert judge_match(a, b, SHIPPED_CHECKS)[1] != AGREES  # the paint reads as a new subject
+    found, verdict = judge_match(a, b, lenient)
+    assert verdict == AGREES and found is not None and found.inliers >= 40
+    # The cover is where the paint is: about a fifth of the overlap, none of it elsewhere.
+    cover = painted_cover(a, b, found.homography, lenient)
+    assert cover is not None and 0.1 < cover.mean() < 0.35
+    # A photographed subject pasted on the same background is not paint: still refused.
+    background = _photo(41)
+    one = composite(background, _photo(42), seed=1, area=(0.35, 0.35))
+    other = composite(background, _photo(43), seed=1, area=(0.35, 0.35))
+    first, second = extract_keypoints(one, lenient), extract_keypoints(other, lenient)
+    assert match_keypoints(first, second, lenient) is not None  # the background aligns them
+    assert judge_match(first, second, lenient)[1] != AGREES
 
 
 @pytest.mark.parametrize("family", ["crop", "rotation", "angle", "border", "jpeg", "overlay"])

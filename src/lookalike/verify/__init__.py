@@ -10,7 +10,8 @@ garments on the same carpet) match on the background. So a match must also agree
 *content*: B warped onto A by the homography, both blurred and normalised over their overlap,
 may differ on only a small share of the overlap, and of its centre, where a photo's subject
 usually is (`content_disagreement`); and the inliers must reach that centre, not only the
-background around it (`centre_match_rate`).
+background around it (`centre_match_rate`). An overlay's painted shapes are neither: where
+one picture is flat paint and the other is not, both checks look past it (`painted_cover`).
 
 Agreeing content is not yet an edit either: the same garment photographed twice, moved
 between the shots, agrees too. An edited copy moves as one picture, so once aligned by the
@@ -33,6 +34,7 @@ from lookalike.verify.content import (
     FLAT_VARIANCE,
     centre_match_rate,
     content_disagreement,
+    painted_cover,
     residual_motion,
 )
 from lookalike.verify.matching import (
@@ -69,6 +71,7 @@ __all__ = [
     "match_keypoints",
     "match_pairs",
     "nearest_two",
+    "painted_cover",
     "pair_evidence",
     "residual_motion",
     "single_threaded_search",
@@ -150,12 +153,13 @@ def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match
     found = match_keypoints(a, b, config)
     if found is None:
         return None, "no match"
+    cover = painted_cover(a, b, found.homography, config)
     if config.max_disagreement < 1.0 or config.max_centre_disagreement < 1.0:
-        share, centre = content_disagreement(a, b, found.homography, config)
+        share, centre = content_disagreement(a, b, found.homography, config, cover)
         if share > config.max_disagreement or centre > config.max_centre_disagreement:
             return found, "content differs"
     if config.min_centre_inlier_share > 0.0:
-        middle, _ = centre_match_rate(a, b, found)
+        middle, _ = centre_match_rate(a, b, found, cover)
         if middle < config.min_centre_inlier_share:
             return found, "misses the centre"
     if config.max_motion > 0.0 and residual_motion(a, b, found.homography) > config.max_motion:

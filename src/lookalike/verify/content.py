@@ -13,7 +13,11 @@ pattern is noise, only its mean counts."""
 
 
 def content_disagreement(
-    a: Keypoints, b: Keypoints, homography: np.ndarray, config: VerifyConfig
+    a: Keypoints,
+    b: Keypoints,
+    homography: np.ndarray,
+    config: VerifyConfig,
+    cover: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Shares of the aligned overlap, and of its centre, where A and B differ.
 
@@ -23,7 +27,8 @@ def content_disagreement(
     their local means are more than `content_tolerance` apart, or when either is textured
     and their local patterns do not correlate (below `content_min_correlation`). Copies
     differ where an overlay was painted; two subjects on one background differ where the
-    subjects are. (1.0, 1.0) when there is no grey copy or no overlap.
+    subjects are. Places under `cover` (A's grey frame, see `painted_cover`) count as
+    agreeing. (1.0, 1.0) when there is no grey copy or no overlap.
     """
     cv2 = _cv2()
     aligned = _aligned(a, b, homography)
@@ -31,8 +36,7 @@ def content_disagreement(
         return 1.0, 1.0
     grey, warped, inside = aligned
     window = config.content_window
-    # Leave out the rim, where windows and interpolation reach outside the overlap.
-    overlap = cv2.erode(inside, np.ones((window, window), np.uint8)).astype(bool)
+    overlap = _inner(inside, window)
     if overlap.sum() < 16:
         return 1.0, 1.0
     sigma = max(0.5, config.content_side / 96)
@@ -55,6 +59,8 @@ def content_disagreement(
     correlation = cov / np.sqrt(var_a * var_b + 1e-6)
     differs = np.abs(mean_a - mean_b) > config.content_tolerance
     differs |= textured & (correlation < config.content_min_correlation)
+    if cover is not None:
+        differs &= ~cover
     rows, cols = np.nonzero(overlap)
     top, bottom = np.percentile(rows, [25, 75])
     left, right = np.percentile(cols, [25, 75])
@@ -66,6 +72,49 @@ def content_disagreement(
     share = float(differs[overlap].mean())
     centre_share = float(differs[centre].mean()) if centre.any() else share
     return share, centre_share
+
+
+def painted_cover(
+    a: Keypoints, b: Keypoints, homography: np.ndarray, config: VerifyConfig
+) -> np.ndarray | None:
+    """Where, in A's grey copy, one of the two aligned pictures is painted over: flat
+    (grey levels varying less than `painted_max_std` in each 3 x 3 window) where the other
+    is not, in patches of at least `painted_min_area` of the overlap whose grey levels
+    vary less than twice that over the whole patch.
+
+    An overlay's rectangles and ellipses are fills of one colour; a photographed subject,
+    even a plain garment, has shading across it. None without the check or grey copies.
+    """
+    cv2 = _cv2()
+    aligned = _aligned(a, b, homography) if config.painted_max_std > 0 else None
+    if aligned is None:
+        return None
+    grey, warped, inside = aligned
+    overlap = _inner(inside, config.content_window)
+    first = grey.astype(np.float32)
+
+    def flat(values: np.ndarray) -> np.ndarray:
+        mean = cv2.blur(values, (3, 3))
+        spread = np.sqrt(np.maximum(cv2.blur(values * values, (3, 3)) - mean * mean, 0.0))
+        return spread < config.painted_max_std
+
+    flat_a = flat(first)
+    one_flat = (flat_a ^ flat(warped)) & overlap
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(one_flat.astype(np.uint8), None, 8)
+    paint = np.where(flat_a, first, warped)[one_flat]  # the flat picture's grey levels
+    patch = labels[one_flat]
+    size = np.maximum(np.bincount(patch, minlength=count), 1)
+    mean = np.bincount(patch, paint, minlength=count) / size
+    variance = np.bincount(patch, paint * paint, minlength=count) / size - mean**2
+    painted = stats[:, cv2.CC_STAT_AREA] >= config.painted_min_area * overlap.sum()
+    painted &= variance < (2 * config.painted_max_std) ** 2
+    painted[0] = False  # the background label
+    return painted[labels]
+
+
+def _inner(inside: np.ndarray, window: int) -> np.ndarray:
+    """The overlap without its rim, where windows and interpolation reach outside it."""
+    return _cv2().erode(inside, np.ones((window, window), np.uint8)).astype(bool)
 
 
 def _aligned(
@@ -124,12 +173,16 @@ def residual_motion(a: Keypoints, b: Keypoints, homography: np.ndarray) -> float
     return float(np.median(motion)) * a.shape[1] / grey.shape[1]
 
 
-def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, float]:
+def centre_match_rate(
+    a: Keypoints, b: Keypoints, found: Match, cover: np.ndarray | None = None
+) -> tuple[float, float]:
     """Shares of A's keypoints that are inliers, in the centre of the overlap and around it.
 
     The overlap: A's keypoints that the homography maps inside B; its centre: the middle
-    half of them along each axis. A copy matches about as well in the middle as around it;
-    two subjects photographed in one place match on the background around them only.
+    half of them along each axis. Keypoints under or beside `cover` (painted cover, in A's
+    grey frame: nothing there can match) are not counted. A copy matches about as well in
+    the middle as around it; two subjects photographed in one place match on the
+    background around them only.
     """
     cv2 = _cv2()
     points = a.points
@@ -140,6 +193,34 @@ def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, 
     height, width = b.shape
     inside = (mapped[:, 0] >= 0) & (mapped[:, 0] < width) & (mapped[:, 1] >= 0)
     inside &= mapped[:, 1] < height
+    matched = np.zeros(len(points), dtype=bool)
+    matched[found.rows] = True
+    rates = _centre_and_around(points, inside, matched)
+    if cover is not None and a.grey is not None and rates[0] < 1.0:
+        near = cv2.dilate(cover.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        rows = (points[:, 1] * a.grey.shape[0] / a.shape[0]).astype(int)
+        cols = (points[:, 0] * a.grey.shape[1] / a.shape[1]).astype(int)
+        rows = np.clip(rows, 0, a.grey.shape[0] - 1)
+        cols = np.clip(cols, 0, a.grey.shape[1] - 1)
+        covered = near[rows, cols]
+        # The centre of the whole overlap, and that of its uncovered part: paint over the
+        # middle moves what is left of the picture's centre; either may show it.
+        rates = max(
+            rates,
+            _centre_and_around(points, inside, matched, covered),
+            _centre_and_around(points, inside & ~covered, matched),
+        )
+    return rates
+
+
+def _centre_and_around(
+    points: np.ndarray,
+    inside: np.ndarray,
+    matched: np.ndarray,
+    left_out: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Shares of matched points in the middle half (each axis) of the `inside` points and
+    around it, not counting `left_out` ones; (0, 0) with fewer than 8 points inside."""
     if inside.sum() < 8:
         return 0.0, 0.0
     x, y = points[inside, 0], points[inside, 1]
@@ -147,7 +228,8 @@ def centre_match_rate(a: Keypoints, b: Keypoints, found: Match) -> tuple[float, 
     central = np.zeros(len(points), dtype=bool)
     central[inside] = (x >= left) & (x <= right) & (y >= top) & (y <= bottom)
     outer = inside & ~central
-    matched = np.zeros(len(points), dtype=bool)
-    matched[found.rows] = True
+    if left_out is not None:
+        central &= ~left_out
+        outer &= ~left_out
     rate = [float(matched[part].mean()) if part.any() else 0.0 for part in (central, outer)]
     return rate[0], rate[1]

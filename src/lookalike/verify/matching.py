@@ -44,6 +44,15 @@ class VerifyConfig:
     """... or when either is textured and their local patterns correlate less than this."""
     content_window: int = 7
     """Side, in pixels of the grey copies, of the window compared around each place."""
+    painted_max_std: float = 0.0
+    """Painted cover (an overlay's flat shapes) in the content and centre checks: places
+    where one picture is flat (grey levels varying less than this in each 3 x 3 window of
+    the grey copies, and less than twice this over the whole patch) and the other is not,
+    in patches of at least `painted_min_area` of the overlap, are left out of both checks:
+    a copy under paint still agrees everywhere else, and a photographed subject has
+    shading (0: no exemption; see `painted_cover`)."""
+    painted_min_area: float = 0.01
+    """Smallest patch of painted cover, as a share of the overlap."""
     min_centre_inlier_share: float = 0.0
     """Share of A's keypoints in the centre of the overlap that must be inliers: a match
     that leaves the centre out matched the background only (0: no check; see
@@ -81,7 +90,11 @@ class VerifyConfig:
         }
 
 
-NEUTRAL_SETTINGS: dict[str, Any] = {"first_candidates": 0}
+NEUTRAL_SETTINGS: dict[str, Any] = {
+    "first_candidates": 0,
+    "painted_max_std": 0.0,
+    "painted_min_area": 0.01,
+}
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
 
