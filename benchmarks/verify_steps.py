@@ -36,6 +36,7 @@ from lookalike.verify import (
     content_disagreement,
     extract_keypoints,
     load_for_matching,
+    painted_cover,
     residual_motion,
     single_threaded_search,
 )
@@ -62,16 +63,19 @@ def _judge(a: Keypoints, b: Keypoints, config: VerifyConfig, side: str) -> tuple
     found = _timed(f"match {side}: homography", match_keypoints, a, b, config)
     if found is None:
         return 0, "no plausible homography"
+    cover = _timed(f"check {side}: painted cover", painted_cover, a, b, found.homography, config)
     share, centre = _timed(
-        f"check {side}: content", content_disagreement, a, b, found.homography, config
+        f"check {side}: content", content_disagreement, a, b, found.homography, config, cover
     )
     if share > config.max_disagreement or centre > config.max_centre_disagreement:
         return found.inliers, "content differs"
-    middle, _ = _timed(f"check {side}: centre", centre_match_rate, a, b, found)
+    middle, _ = _timed(f"check {side}: centre", centre_match_rate, a, b, found, cover)
     if middle < config.min_centre_inlier_share:
         return found.inliers, "misses the centre"
     if config.max_motion > 0:
-        motion = _timed(f"check {side}: motion", residual_motion, a, b, found.homography)
+        motion = _timed(
+            f"check {side}: motion", residual_motion, a, b, found.homography, config.motion_texture
+        )
         if motion > config.max_motion:
             return found.inliers, "separate shot"
     return found.inliers, AGREES
