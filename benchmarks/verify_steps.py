@@ -73,9 +73,7 @@ def _judge(a: Keypoints, b: Keypoints, config: VerifyConfig, side: str) -> tuple
     if middle < config.min_centre_inlier_share:
         return found.inliers, "misses the centre"
     if config.max_motion > 0:
-        motion = _timed(
-            f"check {side}: motion", residual_motion, a, b, found.homography, config.motion_texture
-        )
+        motion = _timed(f"check {side}: motion", residual_motion, a, b, found.homography)
         if motion > config.max_motion:
             return found.inliers, "separate shot"
     return found.inliers, AGREES

@@ -427,32 +427,6 @@ def test_an_edited_copy_moves_as_one_picture(family: str) -> None:
     assert residual_motion(a, b, found.homography) < 4.0
 
 
-def _on_a_faint_backdrop(subject: Image.Image, shift: int) -> Image.Image:
-    """The subject pasted in the middle of a backdrop of faint waves (a few grey levels:
-    shading, a cloth's folds), the waves moved `shift` pixels to the right."""
-    yy, xx = np.mgrid[0:240, 0:320].astype(np.float64)
-    waves = 120 + 6 * np.sin(2 * np.pi * (xx - shift) / 48) * np.sin(2 * np.pi * yy / 48)
-    out = Image.fromarray(np.stack([waves] * 3, axis=2).astype(np.uint8))
-    out.paste(subject, (85, 65))
-    return out
-
-
-def test_motion_over_a_flat_backdrop_does_not_count_with_motion_texture() -> None:
-    """What moves over a near-flat backdrop (flow there follows shading, not things) makes
-    the whole overlap's median move; measured where both pictures have texture, the subject
-    stands still, and the match is a copy again."""
-    subject = _photo(3).resize((150, 110))
-    a = extract_keypoints(_on_a_faint_backdrop(subject, 0), CONFIG)
-    b = extract_keypoints(_on_a_faint_backdrop(subject, 16), CONFIG)
-    found = match_keypoints(a, b, CONFIG)
-    assert found is not None
-    assert residual_motion(a, b, found.homography) > 5.0
-    assert residual_motion(a, b, found.homography, texture=20.0) < 1.0
-    motion_only = replace(CONFIG, max_motion=5.0)  # the waves would fail the content check
-    assert judge_match(a, b, motion_only)[1] == SHOT
-    assert judge_match(a, b, replace(motion_only, motion_texture=20.0))[1] == AGREES
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_a_second_shot_of_one_scene_is_a_shot_not_a_copy(seed: int) -> None:
     """The scene shot again (parts displaced ~8 px): keypoints match and the content
@@ -465,8 +439,6 @@ def test_a_second_shot_of_one_scene_is_a_shot_not_a_copy(seed: int) -> None:
     assert residual_motion(a, b, found.homography) > 5.0
     sure = replace(SHIPPED_CHECKS, max_motion=5.0)
     assert judge_match(a, b, sure)[1] == SHOT
-    # Measured over textured places only, the moved parts still move.
-    assert judge_match(a, b, replace(sure, motion_texture=20.0))[1] == SHOT
     assert judge_match(a, b, SHIPPED_CHECKS)[1] == AGREES  # without the check: counted
     verdict = verified_match(a, None, b, sure)
     assert verdict.shot and verdict.inliers == 0 and verdict.coverage > 0.1

@@ -162,10 +162,8 @@ def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match
         middle, _ = centre_match_rate(a, b, found, cover)
         if middle < config.min_centre_inlier_share:
             return found, "misses the centre"
-    if config.max_motion > 0.0:
-        motion = residual_motion(a, b, found.homography, config.motion_texture)
-        if motion > config.max_motion:
-            return found, SHOT
+    if config.max_motion > 0.0 and residual_motion(a, b, found.homography) > config.max_motion:
+        return found, SHOT
     return found, AGREES
 
 

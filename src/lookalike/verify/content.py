@@ -11,10 +11,6 @@ FLAT_VARIANCE = 0.02
 """Local variance (in units of the overlap's variance) below which a window is flat: its
 pattern is noise, only its mean counts."""
 
-TEXTURED_SHARE = 0.2
-"""Least share of the overlap the textured places must make for `residual_motion` to
-measure over them alone (copies of the calibrate split: 0.22 at the 1st percentile)."""
-
 
 def content_disagreement(
     a: Keypoints,
@@ -144,9 +140,7 @@ def _aligned(
     return a.grey, warped, inside
 
 
-def residual_motion(
-    a: Keypoints, b: Keypoints, homography: np.ndarray, texture: float = 0.0
-) -> float:
+def residual_motion(a: Keypoints, b: Keypoints, homography: np.ndarray) -> float:
     """Median motion, in pixels of the keypoint frame, left between A and B once B is
     aligned onto A by `homography` (dense optical flow over the overlap of the grey copies).
 
@@ -154,12 +148,6 @@ def residual_motion(
     2 pixels at side 320 for the edit families, more only for a few heavy stacks). Two
     photos of one scene (a garment moved or laid again, the camera moved in front of
     something that is not flat) leave whole parts moving. 0.0 without grey copies.
-
-    Optical flow is only measured where there is something to follow: with `texture` > 0
-    the median is taken over the places where both pictures' grey gradient (Sobel) reaches
-    `texture`, when those make at least `TEXTURED_SHARE` of the overlap (else over the
-    whole overlap, as with 0). Over a flat backdrop the flow is noise, and a copy warped in
-    perspective can read as moving there.
     """
     cv2 = _cv2()
     aligned = _aligned(a, b, homography)
@@ -181,19 +169,8 @@ def residual_motion(
         1.1,  # its Gaussian
         0,
     )
-    if texture > 0.0:
-        textured = overlap & (np.minimum(_gradient(grey), _gradient(warped)) >= texture)
-        if textured.sum() >= TEXTURED_SHARE * overlap.sum():
-            overlap = textured
     motion = np.linalg.norm(flow, axis=2)[overlap]
     return float(np.median(motion)) * a.shape[1] / grey.shape[1]
-
-
-def _gradient(grey: np.ndarray) -> np.ndarray:
-    """Sobel gradient magnitude of a grey copy (grey levels per pixel, 3 x 3 kernels)."""
-    cv2 = _cv2()
-    image = np.clip(grey, 0, 255).astype(np.float32)
-    return np.hypot(cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1))
 
 
 def centre_match_rate(

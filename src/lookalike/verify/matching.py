@@ -61,10 +61,6 @@ class VerifyConfig:
     """Largest median motion (pixels at `side`) left after aligning B onto A for an edited
     copy; beyond it the match shows two shots of one scene (0: no check; see
     `residual_motion`)."""
-    motion_texture: float = 0.0
-    """Measure that motion only where both aligned grey copies have a gradient (Sobel) of
-    at least this (grey levels per pixel), when such places make a fifth of the overlap:
-    flow over a flat backdrop is noise (0: over the whole overlap)."""
     first_candidates: int = 0
     """Round one in two steps: each image's this many nearest neighbours first; its further
     ones (up to `candidates_per_image`) only where the image or that neighbour is already
@@ -98,7 +94,6 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "first_candidates": 0,
     "painted_max_std": 0.0,
     "painted_min_area": 0.01,
-    "motion_texture": 0.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
