@@ -148,6 +148,9 @@ class Settings:
 
 SETTINGS = Settings()
 
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
+
 
 def _version(value: bool) -> None:
     if value:

@@ -9,6 +9,7 @@ import typer
 
 from lookalike.cli._app import (
     EXIT_MACHINE,
+    JSON_OPTION,
     SETTINGS,
     app,
     fail,
@@ -17,8 +18,6 @@ from lookalike.cli._app import (
     stdout,
     user_errors,
 )
-
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
 
 
 @app.command("quarantine")

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from lookalike.cli._app import (
+    MODEL_OPTION,
     SETTINGS,
     app,
     fail,
@@ -20,8 +21,6 @@ from lookalike.cli._app import (
     user_errors,
 )
 from lookalike.records import EpochLog
-
-MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
 
 
 @app.command()

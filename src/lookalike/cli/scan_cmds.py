@@ -22,6 +22,8 @@ from rich.text import Text
 from lookalike.cli._app import (
     EXIT_FOUND,
     EXIT_OK,
+    JSON_OPTION,
+    MODEL_OPTION,
     SETTINGS,
     app,
     fail,
@@ -33,9 +35,6 @@ from lookalike.cli._app import (
     user_errors,
 )
 from lookalike.records import ScanProgress
-
-MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
 
 
 class _Rate(ProgressColumn):

@@ -341,15 +341,13 @@ class Index(ScanTables):
             return []
 
 
-def open_index(path: str | os.PathLike[str]) -> Index:
-    """Open an existing index (IndexSchemaError if it is missing or not one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise IndexSchemaError(f"{path}: no index there (run `lookalike scan ... --index {path}`)")
-    conn = connect(path)
+@contextmanager
+def _closed_if_not_an_index(path: Path, conn: sqlite3.Connection) -> Iterator[None]:
+    """Close `conn` when opening the index fails: a file that is not an index raises
+    IndexSchemaError; the machine's faults (a full disk...) pass through as they are."""
     try:
-        check_schema(path, conn)
-    except sqlite3.OperationalError:  # the machine's fault (a full disk...), not the file's
+        yield
+    except sqlite3.OperationalError:  # the machine's fault, not the file's
         conn.close()
         raise
     except sqlite3.DatabaseError as exc:
@@ -358,6 +356,16 @@ def open_index(path: str | os.PathLike[str]) -> Index:
     except IndexSchemaError:
         conn.close()
         raise
+
+
+def open_index(path: str | os.PathLike[str]) -> Index:
+    """Open an existing index (IndexSchemaError if it is missing or not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndexSchemaError(f"{path}: no index there (run `lookalike scan ... --index {path}`)")
+    conn = connect(path)
+    with _closed_if_not_an_index(path, conn):
+        check_schema(path, conn)
     return Index(path, conn)
 
 
@@ -372,7 +380,7 @@ def build_index(path: str | os.PathLike[str], model: Stamped) -> Index:
         raise IndexSchemaError(f"{path}: is a folder; give a file name for the index")
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
-    try:
+    with _closed_if_not_an_index(path, conn):
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
@@ -381,15 +389,6 @@ def build_index(path: str | os.PathLike[str], model: Stamped) -> Index:
         conn.execute("COMMIT")
         check_schema(path, conn)
         add_new_tables(conn)
-    except sqlite3.OperationalError:  # the machine's fault (a full disk...), not the file's
-        conn.close()
-        raise
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise IndexSchemaError(f"{path}: not a lookalike index ({exc})") from None
-    except IndexSchemaError:
-        conn.close()
-        raise
     index = Index(path, conn)
     index.adopt_model(model)
     return index
