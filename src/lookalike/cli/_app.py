@@ -150,6 +150,13 @@ SETTINGS = Settings()
 
 MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (default: bundled).")
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object.")
+MIN_SIMILARITY_OPTION = typer.Option(
+    None,
+    "--min-similarity",
+    min=0.0,
+    max=1.0,
+    help="Duplicates at similarity >= this (default: the model's calibrated value).",
+)
 
 
 def _version(value: bool) -> None:

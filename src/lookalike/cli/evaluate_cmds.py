@@ -10,6 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lookalike.cli._app import (
+    JSON_OPTION,
+    MIN_SIMILARITY_OPTION,
+    MODEL_OPTION,
     SETTINGS,
     app,
     existing,
@@ -86,7 +89,7 @@ def make_benchmark_command(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes (default: one per core)."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Build a benchmark set: originals, one edited copy per family, distractors, truth.json."""
     from lookalike.augment import FAMILIES
@@ -132,18 +135,12 @@ def make_benchmark_command(
 @app.command("evaluate")
 def evaluate_command(
     bench_dir: Path = typer.Argument(..., help="A set made by `lookalike make-benchmark`."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Checkpoint (default: bundled)."),
-    min_similarity: float | None = typer.Option(
-        None,
-        "--min-similarity",
-        min=0.0,
-        max=1.0,
-        help="Duplicate when similarity >= this (default: the model's calibrated value).",
-    ),
+    model: Path | None = MODEL_OPTION,
+    min_similarity: float | None = MIN_SIMILARITY_OPTION,
     peers: str | None = typer.Option(
         None, "--peers", help="Also score these hashes, e.g. phash,dhash,whash,ahash,pdq."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_output: bool = JSON_OPTION,
     plots: Path | None = typer.Option(None, "--plots", help="Write PNG plots into this folder."),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Decode / hash processes (default: one per core)."
@@ -215,7 +212,7 @@ def calibrate_command(
     verify: bool = typer.Option(
         True, "--verify/--no-verify", help="Confirm ambiguous pairs by local-feature matching."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Choose min_similarity on a calibration set for a target pair precision."""
     from dataclasses import replace

@@ -9,6 +9,8 @@ import typer
 from lookalike.cli._app import (
     EXIT_MACHINE,
     EXIT_USAGE,
+    JSON_OPTION,
+    MODEL_OPTION,
     SETTINGS,
     app,
     fail,
@@ -25,9 +27,9 @@ def explain(
     a: Path = typer.Argument(..., help="First image."),
     b: Path = typer.Argument(..., help="Second image."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs (created if needed)."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Checkpoint (default: bundled)."),
+    model: Path | None = MODEL_OPTION,
     method: str = typer.Option("gradcam", "--method", help="gradcam or gradcam++."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Show which regions drive a pair's similarity: heatmap overlays and a side-by-side panel.
 

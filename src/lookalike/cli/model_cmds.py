@@ -9,6 +9,8 @@ from typing import Any
 import typer
 
 from lookalike.cli._app import (
+    JSON_OPTION,
+    MIN_SIMILARITY_OPTION,
     MODEL_OPTION,
     SETTINGS,
     app,
@@ -28,14 +30,8 @@ def compare(
     a: Path = typer.Argument(..., help="First image."),
     b: Path = typer.Argument(..., help="Second image."),
     model: Path | None = MODEL_OPTION,
-    min_similarity: float | None = typer.Option(
-        None,
-        "--min-similarity",
-        min=0.0,
-        max=1.0,
-        help="Duplicate when similarity >= this (default: the model's calibrated value).",
-    ),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    min_similarity: float | None = MIN_SIMILARITY_OPTION,
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Say whether two images are copies of one picture (exit 0 either way, 1 if unreadable)."""
     with user_errors():

@@ -23,6 +23,7 @@ from lookalike.cli._app import (
     EXIT_FOUND,
     EXIT_OK,
     JSON_OPTION,
+    MIN_SIMILARITY_OPTION,
     MODEL_OPTION,
     SETTINGS,
     app,
@@ -85,13 +86,7 @@ def scan(
     files_from: str | None = typer.Option(
         None, "--files-from", help="Also scan the files listed in FILE, one per line (- = stdin)."
     ),
-    min_similarity: float | None = typer.Option(
-        None,
-        "--min-similarity",
-        min=0.0,
-        max=1.0,
-        help="Duplicates at similarity >= this (default: the model's calibrated value).",
-    ),
+    min_similarity: float | None = MIN_SIMILARITY_OPTION,
     review_min_similarity: float | None = typer.Option(
         None,
         "--review-min-similarity",
