@@ -439,3 +439,35 @@ def test_a_detail_gate_zeroes_flat_pairs_and_is_kept_in_the_checkpoint(
     loaded = load_model(tmp_path / "gated.pt")
     assert loaded.detail == gated.detail
     assert rule_fingerprint(loaded) != rule_fingerprint(tiny_model)
+
+
+def test_a_cnn_confident_pair_ranks_with_well_verified_ones_and_decides_alike(
+    tiny_model: Model, tmp_path: Path
+) -> None:
+    """`confident_lift` raises only CNN-confident similarities (monotone, below 1), so a
+    pair the CNN is sure of outranks one that a few matches verify, while every decision
+    at a cut-off under the confident one, and the CNN alone, stay as they were."""
+    from lookalike.model import rule_fingerprint
+    from lookalike.verify import VerifyConfig, fuse_similarity
+
+    config = VerifyConfig(confident_cnn_similarity=0.998, inlier_offset=12, inlier_scale=4)
+    plain = replace(tiny_model, verify=config)
+    lifted = replace(tiny_model, verify=replace(config, confident_lift=7.0))
+    scores = np.array([0.0, 0.6, 0.99, 0.9979, 0.998, 0.9985, 0.9999, 1.0])
+    np.testing.assert_array_equal(plain.unverified_similarity(scores), scores)
+    raised = lifted.unverified_similarity(scores)
+    np.testing.assert_array_equal(raised[:4], scores[:4])  # below the confident cut-off
+    assert (raised[4:7] > scores[4:7]).all() and (raised <= 1.0).all() and raised[7] == 1.0
+    assert (np.diff(raised) > 0).all()  # the order of pairs is kept
+    # Verified by 32 matches from CNN similarity 0.9 (tiles of a repeated pattern in the
+    # benchmarks): above a confident pair without the lift, below it with.
+    weak = fuse_similarity(np.array([0.9]), np.array([32.0]), config)[0]
+    assert scores[5] < weak < raised[5]
+    cut = 0.9969  # the shipped cut-offs sit under the confident one
+    assert (plain.unverified_similarity(scores) >= cut).tolist() == (raised >= cut).tolist()
+    # The CNN alone is not lifted; the setting is part of the rule and of the checkpoint.
+    assert lifted.without_verification().unverified_similarity(scores).tolist() == scores.tolist()
+    save_model(lifted, tmp_path / "lifted.pt")
+    loaded = load_model(tmp_path / "lifted.pt")
+    assert loaded.verify is not None and loaded.verify.confident_lift == 7.0
+    assert rule_fingerprint(loaded) != rule_fingerprint(plain)

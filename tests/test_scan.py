@@ -591,3 +591,40 @@ def test_reference_folders_are_never_cleaned_up(
     assert all(m.split == str(archive) for leak in leaks.leaks for m in leak.matches)
     with pytest.raises(ScanError, match="reference must be a folder"):
         scan_folder([new], index, model=content_model(), reference=[tmp_path / "missing"])
+
+
+def test_a_scan_scores_cnn_confident_pairs_as_compare_does_with_confident_lift(
+    photos: Path, tmp_path: Path
+) -> None:
+    """With `confident_lift` a scan reports a CNN-confident pair raised above its CNN
+    similarity, exactly as `compare` scores it; every other pair scores as without, and
+    the same files are grouped."""
+    from dataclasses import replace
+
+    from lookalike.verify import VerifyConfig
+
+    base = content_model()
+    no_verify = scan_folder([photos], tmp_path / "plain", model=base, workers=1)
+    close = sorted(p.similarity for p in no_verify.pairs if not p.exact)
+    assert len(close) >= 4
+    middle = len(close) // 2  # half of the near pairs are CNN-confident (a cut-off
+    sure_from = (close[middle - 1] + close[middle]) / 2  # between two pairs, not on one)
+    rule = VerifyConfig(min_cnn_similarity=0.9, confident_cnn_similarity=sure_from)
+    plain = replace(base, verify=rule)
+    lifted = replace(base, verify=replace(rule, confident_lift=7.0))
+    before = scan_folder([photos], tmp_path / "before", model=plain, workers=1)
+    after = scan_folder([photos], tmp_path / "after", model=lifted, workers=1)
+    assert _groups(after) == _groups(before)
+    cnn = {(p.a, p.b): p.similarity for p in no_verify.pairs}
+    raw = {(p.a, p.b): p.similarity for p in before.pairs}
+    raised = 0
+    for pair in after.pairs:
+        if pair.exact:
+            continue
+        if cnn.get((pair.a, pair.b), 0.0) >= sure_from:  # not verified: the CNN is sure
+            assert pair.similarity > raw[(pair.a, pair.b)] == cnn[(pair.a, pair.b)]
+            assert lifted.compare(pair.a, pair.b).similarity == pytest.approx(pair.similarity)
+            raised += 1
+        else:
+            assert pair.similarity == pytest.approx(raw[(pair.a, pair.b)])
+    assert raised >= 1

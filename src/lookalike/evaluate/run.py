@@ -217,7 +217,7 @@ def evaluate_model_and_cnn(
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         scores = model.cnn_similarity_matrix(vectors[rows], vectors[cols])
-        return refined.apply(rows, cols, scores)
+        return refined.apply(rows, cols, model.unverified_similarity(scores))
 
     evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
     metrics = replace(evaluation.metrics, min_similarity=cut, verified_pairs=refined.count)

@@ -140,7 +140,8 @@ class Model:
     def verification_prior(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(CNN similarity, whether to verify) of embedding rows a[i] and b[i].
 
-        A pair is verified when its CNN similarity is ambiguous (`score.is_ambiguous`).
+        A pair is verified when its CNN similarity is ambiguous (`score.is_ambiguous`); one
+        the CNN is confident of is raised by `confident_lift`.
         A pair with a near-flat picture scores 0, the CNN's word not counting there; if the
         CNN alone would have called it ambiguous or confident, it is verified from 0, so
         local features must carry it on their own. Nothing is verified without a verify
@@ -154,7 +155,18 @@ class Model:
         check = is_ambiguous(plain, self.verify) | (
             flat & (plain >= self.verify.min_cnn_similarity)
         )
-        return raw, np.asarray(check, dtype=bool)
+        return self.unverified_similarity(raw), np.asarray(check, dtype=bool)
+
+    def unverified_similarity(self, scores: np.ndarray) -> np.ndarray:
+        """A pair's similarity when it is not verified, from its (gated) CNN similarity:
+        the same, except that a CNN-confident pair is raised by `verify.confident_lift`
+        (a near-flat picture's pairs score 0 and stay 0). Every scorer of the rule
+        (scan, evaluate, compare, query, explain) goes through this."""
+        config = self.verify
+        if config is None or config.confident_lift <= 0.0:
+            return scores
+        lifted = 1.0 - (1.0 - scores) * np.exp(-config.confident_lift)
+        return np.where(scores >= config.confident_cnn_similarity, lifted, scores)
 
     def flat_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Where row a[i] or b[i] is a near-flat picture (all False without a detail gate)."""

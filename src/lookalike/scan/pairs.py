@@ -54,7 +54,7 @@ def pair_scores(
         search=search,
         on_progress=lambda done, _n: report("search", done, n),
     )
-    raw = model.cnn_similarity(vectors[found.i], vectors[found.j])
+    raw = model.unverified_similarity(model.cnn_similarity(vectors[found.i], vectors[found.j]))
     verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)

@@ -30,6 +30,11 @@ class VerifyConfig:
     """Lower edge of the verification band, on the CNN's scale (`lookalike.score`)."""
     confident_cnn_similarity: float = 1.0
     """Upper edge: at or above it the CNN alone is sure (calibration sets it)."""
+    confident_lift: float = 0.0
+    """How much a CNN-confident pair's similarity is raised, as local-feature evidence
+    would raise it: 1 - (1 - s) * exp(-confident_lift). The CNN is sure of such a pair,
+    so it ranks with pairs that many matches verify, not below weakly verified ones; the
+    decision at a cut-off under `confident_cnn_similarity` does not change (0: no lift)."""
     candidates_per_image: int = 5
     max_disagreement: float = 1.0
     """Largest share of the aligned overlap where A and B may differ (1.0: no content check)."""
@@ -94,6 +99,7 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "first_candidates": 0,
     "painted_max_std": 0.0,
     "painted_min_area": 0.01,
+    "confident_lift": 0.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
