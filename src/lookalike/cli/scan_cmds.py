@@ -295,9 +295,7 @@ def leaks(
         "--labels-from-folders",
         help="Also report duplicates filed under different class folders.",
     ),
-    min_similarity: float | None = typer.Option(
-        None, "--min-similarity", min=0.0, max=1.0, help="Duplicates at similarity >= this."
-    ),
+    min_similarity: float | None = MIN_SIMILARITY_OPTION,
     index_dir: Path | None = typer.Option(
         None, "--index-dir", help="Keep the folders' indexes here (reruns are incremental)."
     ),
