@@ -304,6 +304,33 @@ def test_local_order_is_a_permutation_that_keeps_components_together() -> None:
     assert len(local_order(np.zeros((0, 2), dtype=np.int64))) == 0
 
 
+def test_local_order_takes_a_large_graph_region_by_region_of_embedding_space(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lookalike import candidates as pairs_module
+
+    # Two far-apart regions of 6 images each (even rows near one axis, odd near another),
+    # joined by a chain across them: each region's own pairs must come together.
+    rng = np.random.default_rng(0)
+    vectors = np.zeros((12, 4), dtype=np.float32)
+    vectors[0::2, 0], vectors[1::2, 1] = 1.0, 1.0
+    vectors += rng.normal(0, 0.01, vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chain = [[i, i + 1] for i in range(11)]
+    inside = [[i, i + 2] for i in range(10)]
+    pairs = np.array(chain + inside)
+    monkeypatch.setattr(pairs_module, "REGION_IMAGES", 3)
+    order = pairs_module.local_order(pairs, vectors)
+    assert sorted(order.tolist()) == list(range(len(pairs)))
+    kinds = [
+        "even" if a % 2 == 0 else "odd"
+        for a, _ in pairs[order][pairs[order, 1] % 2 == pairs[order, 0] % 2]
+    ]
+    assert kinds in (sorted(kinds), sorted(kinds, reverse=True))
+    plain = pairs_module.local_order(pairs)  # without vectors: one region, as before
+    assert sorted(plain.tolist()) == list(range(len(pairs)))
+
+
 def _disagreement(a: Image.Image, b: Image.Image, mirrored: bool = False) -> tuple[float, float]:
     first = extract_keypoints(a, CONFIG, mirrored=mirrored)
     second = extract_keypoints(b, CONFIG)

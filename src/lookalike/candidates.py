@@ -252,6 +252,7 @@ def candidate_scores(
             on_chunk=chunk_done,
             cache=keypoints,
             matcher=matcher,
+            vectors=vectors,
         )
 
     def sure_pairs() -> np.ndarray:  # verified sure, or CNN-confident (not near-flat)
@@ -284,11 +285,12 @@ def verify_pairs(
     on_chunk: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     cache: dict[tuple[int, bool], Keypoints] | None = None,
     matcher: Matcher | None = None,
+    vectors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Verified similarities of `pairs`, computed CHUNK pairs at a time.
 
-    Pairs go in breadth-first order of the graph they form, so an image's pairs come
-    close together; its keypoints are kept at least until its last chunk (at most
+    Pairs go in `local_order` (by region of embedding space, with `vectors`), so an
+    image's pairs come close together; its keypoints are kept at least until its last chunk (at most
     KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
     `cache` (by image and side) carries keypoints from one call to the next, within
     that bound. `on_chunk(pairs, similarities, matches)` runs after each chunk
@@ -296,7 +298,7 @@ def verify_pairs(
     instead (and keeps its own keypoints; `load` and `cache` are then unused).
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
-    order = local_order(pairs)
+    order = local_order(pairs, vectors)
     # The last chunk each image appears in (-1: none), one array entry per image.
     last_chunk = np.full(int(pairs.max()) + 1 if len(pairs) else 0, -1, dtype=np.int64)
     np.maximum.at(last_chunk, pairs[order].ravel(), np.repeat(np.arange(len(order)) // CHUNK, 2))
@@ -326,32 +328,71 @@ def drop_oldest(cache: dict[tuple[int, bool], Keypoints], limit: int) -> None:
         del cache[next(iter(cache))]
 
 
-def local_order(pairs: np.ndarray) -> np.ndarray:
-    """An order of `pairs` (P, 2) that keeps each image's pairs close: images numbered
-    breadth-first over the graph the pairs form, pairs sorted by their endpoints' numbers."""
+def local_order(pairs: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+    """An order of `pairs` (P, 2) that keeps each image's pairs close, so keypoints kept for
+    a few thousand images serve most of them.
+
+    Images are numbered region by region of embedding space (with `vectors`, the rows the
+    pairs index, when there are more than 2 x REGION_IMAGES images: spherical k-means),
+    breadth-first over the pairs inside each region; pairs go by their later image, then
+    their earlier one. A nearest-neighbour graph of a million strangers is like a random
+    graph: breadth-first alone sent each image's pairs far apart and had images decoded
+    again and again; most of an image's pairs lie in its region.
+    """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.int64)
     images, ends = np.unique(pairs, return_inverse=True)
     ends = ends.reshape(-1, 2)
-    both = np.concatenate([ends, ends[:, ::-1]])
+    region = _regions(vectors, images) if vectors is not None else np.zeros(len(images), int)
+    inside = ends[region[ends[:, 0]] == region[ends[:, 1]]]
+    rank = np.empty(len(images), dtype=np.int64)
+    rank[np.lexsort((_breadth_first(inside, len(images)), region))] = np.arange(len(images))
+    a, b = rank[ends[:, 0]], rank[ends[:, 1]]
+    return np.lexsort((np.minimum(a, b), np.maximum(a, b)))
+
+
+REGION_IMAGES = 2500
+"""Images per region of embedding space in `local_order` (under half the keypoint cache)."""
+
+
+def _regions(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The region (k-means cell, about REGION_IMAGES images each) of each of `rows`."""
+    cells = len(rows) // REGION_IMAGES
+    if cells < 2:
+        return np.zeros(len(rows), dtype=np.int64)
+    sample = np.sort(
+        np.random.default_rng(0).choice(rows, size=min(len(rows), 64 * cells), replace=False)
+    )
+    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=10, spherical=True, seed=0)
+    kmeans.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    region = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), 65536):  # no second copy of a million vectors
+        part = np.ascontiguousarray(vectors[rows[start : start + 65536]], dtype=np.float32)
+        region[start : start + len(part)] = kmeans.index.search(part, 1)[1].ravel()
+    return region
+
+
+def _breadth_first(edges: np.ndarray, count: int) -> np.ndarray:
+    """Numbers 0..count-1 for the nodes, breadth-first over `edges` (E, 2), one
+    connected part after another."""
+    both = np.concatenate([edges, edges[:, ::-1]])
     both = both[np.lexsort((both[:, 1], both[:, 0]))]
-    starts = np.searchsorted(both[:, 0], np.arange(len(images) + 1))
+    starts = np.searchsorted(both[:, 0], np.arange(count + 1))
     neighbours = both[:, 1]  # an array, not a list: 8 bytes an entry, not ~36
-    number = np.full(len(images), -1, dtype=np.int64)
-    count = 0
-    for root in range(len(images)):
+    number = np.full(count, -1, dtype=np.int64)
+    next_number = 0
+    for root in range(count):
         if number[root] >= 0:
             continue
-        number[root] = count
-        count += 1
+        number[root] = next_number
+        next_number += 1
         queue = deque([root])
         while queue:
             node = queue.popleft()
             for other in neighbours[starts[node] : starts[node + 1]]:
                 if number[other] < 0:
-                    number[other] = count
-                    count += 1
+                    number[other] = next_number
+                    next_number += 1
                     queue.append(other)
-    a, b = number[ends[:, 0]], number[ends[:, 1]]
-    return np.lexsort((np.maximum(a, b), np.minimum(a, b)))
+    return number
