@@ -473,6 +473,32 @@ def test_a_second_shot_of_one_scene_is_a_shot_not_a_copy(seed: int) -> None:
     assert verified_match(a, None, copy, sure).inliers > 0  # a copy still counts
 
 
+@pytest.mark.parametrize(("seed", "family"), [(4, "angle"), (5, "heavy")])
+def test_a_copy_that_agrees_place_for_place_needs_no_centre_keypoints(
+    seed: int, family: str
+) -> None:
+    """A strongly edited copy whose centre kept no matching keypoints is refused by the
+    centre check alone; its aligned content agrees almost everywhere, which is enough
+    with `clear_agreement`. A second shot and a pasted subject still disagree too much."""
+    shipped = replace(SHIPPED_CHECKS, max_motion=5.0, painted_max_std=0.5)
+    clear = replace(shipped, clear_agreement=0.05)
+    photo = scene_photo(seed)
+    a = extract_keypoints(photo, shipped)
+    b = extract_keypoints(apply_edit(photo, family, seed=seed, strength=0.9), shipped)
+    assert judge_match(a, b, shipped)[1] == "misses the centre"
+    found, verdict = judge_match(a, b, clear)
+    assert verdict == AGREES and found is not None
+    assert max(content_disagreement(a, b, found.homography, clear)) <= 0.05
+    again = extract_keypoints(second_shot(photo, seed + 50), shipped)
+    assert judge_match(a, again, clear)[1] != AGREES
+    background = _photo(seed + 60)
+    one = composite(background, _photo(seed + 61), seed=1, area=(0.35, 0.35))
+    other = composite(background, _photo(seed + 62), seed=1, area=(0.35, 0.35))
+    first, second = extract_keypoints(one, clear), extract_keypoints(other, clear)
+    assert match_keypoints(first, second, clear) is not None
+    assert judge_match(first, second, clear)[1] != AGREES
+
+
 def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike() -> None:
     old = {"candidate_min_similarity": 0.6, "confident_similarity": 0.99, "features": 400}
     config = VerifyConfig.from_dict(old)

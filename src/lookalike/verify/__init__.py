@@ -158,6 +158,8 @@ def judge_match(a: Keypoints, b: Keypoints, config: VerifyConfig) -> tuple[Match
         share, centre = content_disagreement(a, b, found.homography, config, cover)
         if share > config.max_disagreement or centre > config.max_centre_disagreement:
             return found, "content differs"
+        if config.clear_agreement > 0.0 and max(share, centre) <= config.clear_agreement:
+            return found, AGREES
     if config.min_centre_inlier_share > 0.0:
         middle, _ = centre_match_rate(a, b, found, cover)
         if middle < config.min_centre_inlier_share:

@@ -62,6 +62,12 @@ class VerifyConfig:
     """Share of A's keypoints in the centre of the overlap that must be inliers: a match
     that leaves the centre out matched the background only (0: no check; see
     `centre_match_rate`)."""
+    clear_agreement: float = 0.0
+    """Content disagreement, over the overlap and over its centre, at or below which two
+    aligned pictures agree place for place: the centre and motion checks are then not
+    asked (a pixelated or blurred copy has no keypoints in its centre, and a warped one
+    can leave flow noise; a different subject or a moved one disagrees in places).
+    0: they are always asked. Needs the content check (`max_disagreement` < 1)."""
     max_motion: float = 0.0
     """Largest median motion (pixels at `side`) left after aligning B onto A for an edited
     copy; beyond it the match shows two shots of one scene (0: no check; see
@@ -100,6 +106,7 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "painted_max_std": 0.0,
     "painted_min_area": 0.01,
     "confident_lift": 0.0,
+    "clear_agreement": 0.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
