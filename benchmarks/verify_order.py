@@ -26,15 +26,16 @@ import numpy as np
 from _common import write_results  # type: ignore[import-not-found]
 
 from lookalike import candidates
-from lookalike.candidates import CHUNK, KEYPOINT_CACHE, candidate_pairs, local_order
+from lookalike.candidates import CHUNK, candidate_pairs, last_chunks, local_order, trim_cache
 from lookalike.index import build_search
 from lookalike.model import load_model
 
 
 def replay(pairs: np.ndarray, order: np.ndarray) -> tuple[int, int]:
-    """(decodes, ORB passes) when `pairs` are verified in `order` with the scan's cache."""
-    last = np.full(int(pairs.max()) + 1, -1, dtype=np.int64)
-    np.maximum.at(last, pairs[order].ravel(), np.repeat(np.arange(len(order)) // CHUNK, 2))
+    """(decodes, ORB passes) when `pairs` are verified in `order` with the scan's cache
+    (`verify.match_pairs` fills it: both sides for a pair's first image; then
+    `candidates.trim_cache`)."""
+    last = last_chunks(pairs, order)
     cache: dict[tuple[int, bool], None] = {}
     decodes = passes = 0
     for chunk, start in enumerate(range(0, len(order), CHUNK)):
@@ -47,11 +48,7 @@ def replay(pairs: np.ndarray, order: np.ndarray) -> tuple[int, int]:
                 decodes += 1
                 passes += len(missing)
                 cache.update(dict.fromkeys(missing))
-        if len(cache) > 2 * KEYPOINT_CACHE:
-            for key in [k for k in cache if last[k[0]] <= chunk]:
-                del cache[key]
-            while len(cache) > 2 * KEYPOINT_CACHE:
-                del cache[next(iter(cache))]
+        trim_cache(cache, last, chunk)
     return decodes, passes
 
 

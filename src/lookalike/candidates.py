@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import faiss
 import numpy as np
@@ -290,8 +291,9 @@ def verify_pairs(
     """Verified similarities of `pairs`, computed CHUNK pairs at a time.
 
     Pairs go in `local_order` (by region of embedding space, with `vectors`), so an
-    image's pairs come close together; its keypoints are kept at least until its last chunk (at most
-    KEYPOINT_CACHE images' worth), not extracted again in every chunk it appears in.
+    image's pairs come close together; its keypoints are kept at least until its last
+    chunk (at most KEYPOINT_CACHE images' worth), not extracted again in every chunk it
+    appears in (`trim_cache`).
     `cache` (by image and side) carries keypoints from one call to the next, within
     that bound. `on_chunk(pairs, similarities, matches)` runs after each chunk
     (to store them as they come). `matcher(pairs)`, when given, matches each chunk
@@ -299,9 +301,7 @@ def verify_pairs(
     """
     fused = np.asarray(raw, dtype=np.float64).copy()
     order = local_order(pairs, vectors)
-    # The last chunk each image appears in (-1: none), one array entry per image.
-    last_chunk = np.full(int(pairs.max()) + 1 if len(pairs) else 0, -1, dtype=np.int64)
-    np.maximum.at(last_chunk, pairs[order].ravel(), np.repeat(np.arange(len(order)) // CHUNK, 2))
+    last_chunk = last_chunks(pairs, order)
     cache = {} if cache is None else cache
     for chunk, start in enumerate(range(0, len(order), CHUNK)):
         rows = order[start : start + CHUNK]
@@ -311,18 +311,33 @@ def verify_pairs(
             matches = model.match_counts(load, pairs[rows], cache=cache)
         if model.verify is not None:
             fused[rows] = fuse_similarity(fused[rows], matches.counts, model.verify)
-        if len(cache) > 2 * KEYPOINT_CACHE:
-            # Over the bound: first images this call needs no more (or never needed),
-            # then the oldest (a wide graph). Under it, keypoints stay for a later round.
-            for key in [k for k in cache if k[0] >= len(last_chunk) or last_chunk[k[0]] <= chunk]:
-                del cache[key]
-            drop_oldest(cache, 2 * KEYPOINT_CACHE)
+        trim_cache(cache, last_chunk, chunk)
         if on_chunk:
             on_chunk(pairs[rows], fused[rows], matches)
     return fused
 
 
-def drop_oldest(cache: dict[tuple[int, bool], Keypoints], limit: int) -> None:
+def last_chunks(pairs: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The last chunk of CHUNK pairs (taken in `order`) each image appears in, -1 for none:
+    one array entry per image number."""
+    last = np.full(int(pairs.max()) + 1 if len(pairs) else 0, -1, dtype=np.int64)
+    np.maximum.at(last, pairs[order].ravel(), np.repeat(np.arange(len(order)) // CHUNK, 2))
+    return last
+
+
+def trim_cache(cache: dict[tuple[int, bool], Any], last_chunk: np.ndarray, chunk: int) -> None:
+    """Keep `cache` (keypoints by image and side) within 2 x KEYPOINT_CACHE entries after
+    `chunk`: over the bound, first drop the images no later chunk needs (or none ever
+    needed: `last_chunk` from `last_chunks`), then the oldest (a wide graph). Under it,
+    keypoints stay for a later round."""
+    if len(cache) <= 2 * KEYPOINT_CACHE:
+        return
+    for key in [k for k in cache if k[0] >= len(last_chunk) or last_chunk[k[0]] <= chunk]:
+        del cache[key]
+    drop_oldest(cache, 2 * KEYPOINT_CACHE)
+
+
+def drop_oldest(cache: dict[tuple[int, bool], Any], limit: int) -> None:
     """Drop the earliest-stored keypoints until at most `limit` entries are left."""
     while len(cache) > limit:
         del cache[next(iter(cache))]
@@ -344,7 +359,7 @@ def local_order(pairs: np.ndarray, vectors: np.ndarray | None = None) -> np.ndar
         return np.zeros(0, dtype=np.int64)
     images, ends = np.unique(pairs, return_inverse=True)
     ends = ends.reshape(-1, 2)
-    region = _regions(vectors, images) if vectors is not None else np.zeros(len(images), int)
+    region = np.zeros(len(images), dtype=np.int64) if vectors is None else _regions(vectors, images)
     inside = ends[region[ends[:, 0]] == region[ends[:, 1]]]
     rank = np.empty(len(images), dtype=np.int64)
     rank[np.lexsort((_breadth_first(inside, len(images)), region))] = np.arange(len(images))
