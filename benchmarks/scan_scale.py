@@ -32,7 +32,12 @@ can be resumed (`--index`; the figures printed are that run's):
     python benchmarks/scan_scale.py runs/scale1m --generate 1000000 --photos ../shared \
         --layout distinct --copies 0.05 --generate-only
     python benchmarks/scan_scale.py runs/scale1m --index runs/scale1m/million.lookalike \
-        --peer phash-plain --no-report --json-out benchmarks/results/scan_scale_1m.json
+        --layout distinct --copies 0.05 --peer phash-plain --no-report \
+        --json-out benchmarks/results/scan_scale_1m.json
+
+With `--layout distinct` (and the `--copies` it was generated with) the scan's duplicate
+pairs are also judged against the generator's truth (`judge`): copy pairs found, false
+pairs, precision and recall.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ import argparse
 import contextlib
 import functools
 import os
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -56,7 +63,7 @@ from lookalike.augment import FAMILIES, apply_edit
 from lookalike.evaluate import ResourceMonitor, hash_files
 from lookalike.io import iter_image_files, load_image
 from lookalike.model import load_model
-from lookalike.records import ScanProgress
+from lookalike.records import Pair, ScanProgress
 from lookalike.report import write_html
 from lookalike.scan import scan_folder
 
@@ -154,6 +161,43 @@ def _is_copy(k: int, copies: float) -> bool:
     if copies == 0.1:
         return k % 10 == 9
     return k > 0 and np.random.default_rng(20_000_000 + k).random() < copies
+
+
+def _original(k: int, copies: float) -> int:
+    """The distinct picture image k shows (distinct layout): itself, or for a copy the last
+    distinct picture before it."""
+    while k > 0 and _is_copy(k, copies):
+        k -= 1
+    return k
+
+
+def judge(pairs: Sequence[Pair], paths: Sequence[Path], copies: float) -> dict[str, Any]:
+    """The scan's duplicate pairs against the generator's truth (distinct layout, files named
+    as `generate` names them): a pair is a copy pair when both files show one distinct
+    picture (an original and its copies). Byte-identical files are counted apart: two
+    procedural pictures can come out alike."""
+    number = re.compile(r"img(\d+)\.jpg$")
+    originals: dict[str, int] = {}  # by file name: the generator's names are unique
+    for path in paths:
+        found = number.search(path.name)
+        if found:
+            originals[path.name] = _original(int(found.group(1)), copies)
+    sizes = Counter(originals.values())
+    truth = sum(n * (n - 1) // 2 for n in sizes.values())
+    duplicates = [p for p in pairs if p.duplicate]
+    same = [originals.get(p.a.name, -1) == originals.get(p.b.name, -2) for p in duplicates]
+    true = sum(same)
+    exact_other = sum(p.exact and not one for p, one in zip(duplicates, same, strict=True))
+    false = len(duplicates) - true - exact_other
+    return {
+        "copy_pairs": truth,
+        "duplicate_pairs": len(duplicates),
+        "true_pairs": true,
+        "byte_identical_across_pictures": exact_other,
+        "false_pairs": false,
+        "precision": round(true / max(1, true + false), 5),
+        "recall": round(true / max(1, truth), 5),
+    }
 
 
 def _write_chunk(
@@ -388,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verified_pairs": verified[0],
         "errors": result.stats.errors,
     }
+    if args.layout == "distinct":
+        scan["truth"] = judge(result.pairs, paths, args.copies)
+        print(f"against the generator's truth: {scan['truth']}")
     with ResourceMonitor(interval=0.5) as monitor:
         if args.peer == "phash-plain":
             errors = len(paths) - plain_phash(paths, args.workers)
