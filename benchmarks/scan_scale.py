@@ -224,9 +224,7 @@ def _write_chunk(
                 while source > 0 and _is_copy(source, copies):
                     source = int(rng.integers(0, source))
             else:  # the last one before it: each original and its copies, side by side
-                source = k - 1
-                while source > 0 and _is_copy(source, copies):
-                    source -= 1
+                source = _original(k - 1, copies)
             family = FAMILIES[int(rng.integers(len(FAMILIES)))]
             image = apply_edit(picture(source, 0), family, seed=k, strength=0.5)
             if squash:
@@ -275,10 +273,7 @@ def generate(
             return None
         wanted = set(chunk)
         for k in chunk:  # and the original each copy is made from
-            source = k - 1
-            while source > 0 and _is_copy(source, copies):
-                source -= 1
-            wanted.add(max(source, 0))
+            wanted.add(max(_original(k - 1, copies), 0))
         return {k: int(rank_of[k]) for k in wanted}
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
