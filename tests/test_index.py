@@ -94,7 +94,7 @@ def test_new_verification_settings_drop_verified_similarities_but_keep_embedding
     with build_index(path, checked) as index:
         with index.transaction() as conn:
             conn.execute("INSERT INTO embeddings (hash, vector) VALUES ('h', x'00000000')")
-        index.store_verified([("a", "b", 0.999, 30, 0.8, False)])
+        index.store_verified([("a", "b", 0.999, 30, 0.8, False, -1)])
     with build_index(path, replace(checked, verify=None)) as index:  # --no-verify keeps them
         assert index.verified() == {("a", "b"): 0.999}
     with build_index(path, checked) as index:  # the same rule: still valid
@@ -103,6 +103,26 @@ def test_new_verification_settings_drop_verified_similarities_but_keep_embedding
     with build_index(path, stricter) as index:
         assert index.verified() == {}
         assert index._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+
+
+def test_verified_pairs_keep_what_raised_them(tmp_path: Path, tiny_model: Model) -> None:
+    """Matches and coverage, or the perceptual hashes' distance, come back by pair and are
+    said in words; a pair nothing raised is not listed."""
+    from lookalike.records import Verification, decided_by
+
+    with build_index(tmp_path / "idx.lookalike", tiny_model) as index:
+        index.store_verified(
+            [
+                ("b", "a", 0.999, 30, 0.8, False, -1),
+                ("c", "d", 0.9998, 0, 0.0, False, 3),
+                ("e", "f", 0.7, 0, 0.0, False, -1),
+            ]
+        )
+        found = index.verified_matches()
+    assert found == {("a", "b"): Verification(30, 0.8), ("c", "d"): Verification(0, 0.0, 3)}
+    assert decided_by(False, 30, 0.8) == "verified, 30 matches over 80 % of the picture"
+    assert decided_by(False, 0, 0.0, 3) == "CNN and perceptual hash, 3 bits apart"
+    assert decided_by(False, None) == "CNN"
 
 
 def test_a_reader_sees_committed_state_while_a_writer_holds_a_transaction(

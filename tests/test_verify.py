@@ -12,11 +12,16 @@ from conftest import make_picture
 from lookalike.augment import apply_edit, composite
 from lookalike.verify import (
     AGREES,
+    NOTHING,
     SHOT,
+    Matches,
+    Verified,
     VerifyConfig,
     content_disagreement,
     count_inliers,
+    extract_both,
     extract_keypoints,
+    fuse_evidence,
     fuse_similarity,
     judge_match,
     match_keypoints,
@@ -497,6 +502,30 @@ def test_a_copy_that_agrees_place_for_place_needs_no_centre_keypoints(
     first, second = extract_keypoints(one, clear), extract_keypoints(other, clear)
     assert match_keypoints(first, second, clear) is not None
     assert judge_match(first, second, clear)[1] != AGREES
+
+
+def test_a_pixelated_copy_without_keypoints_is_vouched_for_by_its_perceptual_hash() -> None:
+    """Pixelation can leave ORB nothing to match; the pictures' perceptual hashes still
+    agree (direct, or mirrored for a mirrored copy), and an unrelated picture's do not.
+    The hash raises a pair only beside a CNN similarity that reaches its floor."""
+    hashed = replace(SHIPPED_CHECKS, hash_max_bits=4, hash_min_cnn_similarity=0.9)
+    photo = scene_photo(5)
+    a, a_mirrored = extract_both(photo, hashed)
+    copy = extract_keypoints(apply_edit(photo, "pixelate", seed=5, strength=1.0), hashed)
+    assert verified_match(a, a_mirrored, copy, SHIPPED_CHECKS) == NOTHING
+    found = verified_match(a, a_mirrored, copy, hashed)
+    assert found.inliers == 0 and 0 <= found.hash_bits <= 4
+    flipped = ImageOps.mirror(apply_edit(photo, "pixelate", seed=5, strength=1.0))
+    assert 0 <= verified_match(a, a_mirrored, extract_keypoints(flipped, hashed), hashed).hash_bits
+    for seed in (20, 21, 22):
+        other = extract_keypoints(scene_photo(seed), hashed)
+        assert verified_match(a, a_mirrored, other, hashed) == NOTHING
+    lifted = replace(hashed, confident_lift=7.0)
+    matches = Matches.of([found, found, NOTHING, Verified(30, 0.5)])
+    fused = fuse_evidence(np.array([0.95, 0.85, 0.95, 0.95]), matches, lifted)
+    assert fused[0] > 0.9997  # raised as a CNN-confident pair is
+    assert fused[1] == pytest.approx(0.85) and fused[2] == pytest.approx(0.95)
+    assert fused[3] == pytest.approx(fuse_similarity(np.array([0.95]), np.array([30]), lifted)[0])
 
 
 def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike() -> None:

@@ -662,7 +662,7 @@ def test_near_duplicate_shots_are_listed_apart_and_open_as_a_pair(served: Served
         }  # type: ignore[arg-type]
         a, b = [r for r in rows if r is not None and r.id not in grouped][:2]
         assert a.hash and b.hash and a.hash != b.hash
-        store.store_verified([(a.hash, b.hash, 0.93, 0, 0.6, True)])
+        store.store_verified([(a.hash, b.hash, 0.93, 0, 0.6, True, -1)])
     listed = served.client.get("/api/shots").json()
     assert listed["total"] == 1
     (shot,) = listed["shots"]

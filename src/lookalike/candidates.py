@@ -24,7 +24,14 @@ from lookalike.index import build_search, find_pairs, nearest_of, nearest_pairs
 from lookalike.io import UnreadableImage, load_image
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity
-from lookalike.verify import Keypoints, Matches, VerifyConfig, fuse_similarity, load_for_matching
+from lookalike.verify import (
+    Keypoints,
+    Matches,
+    VerifyConfig,
+    fuse_evidence,
+    hash_counts,
+    load_for_matching,
+)
 
 Pairs = dict[tuple[int, int], float]
 """Similarity by row pair (i < j) of the vectors."""
@@ -310,7 +317,9 @@ def verify_pairs(
         else:
             matches = model.match_counts(load, pairs[rows], cache=cache)
         if model.verify is not None:
-            fused[rows] = fuse_similarity(fused[rows], matches.counts, model.verify)
+            counted = hash_counts(fused[rows], matches, model.verify)
+            matches = matches._replace(hash_bits=np.where(counted, matches.hash_bits, -1))
+            fused[rows] = fuse_evidence(fused[rows], matches, model.verify)
         trim_cache(cache, last_chunk, chunk)
         if on_chunk:
             on_chunk(pairs[rows], fused[rows], matches)

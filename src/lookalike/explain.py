@@ -32,7 +32,13 @@ from lookalike.io import load_image, write_new
 from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
 from lookalike.score import cnn_similarity_from_cosine, decide
-from lookalike.verify import fuse_similarity, load_for_matching, pair_evidence
+from lookalike.verify import (
+    Matches,
+    Verified,
+    fuse_evidence,
+    load_for_matching,
+    pair_evidence,
+)
 
 MATCH_LINES = 60
 """Matched points joined by a line in a panel (evenly picked when there are more)."""
@@ -229,9 +235,12 @@ def explain_pair(
             points_a=(found.points_a * scale).astype(np.float32),
             points_b=(found.points_b * scale_b).astype(np.float32),
             outline=None if found.outline is None else (found.outline * scale).astype(np.float32),
+            # hash evidence counts only beside a CNN similarity that reaches its floor
+            hash_bits=found.hash_bits if score >= model.verify.hash_min_cnn_similarity else -1,
         )
-        inliers = np.array([found.inliers if found.confirmed else 0])
-        score = float(fuse_similarity(np.array([score]), inliers, model.verify)[0])
+        inliers = found.inliers if found.confirmed else 0
+        matches = Matches.of([Verified(inliers, found.coverage, hash_bits=evidence.hash_bits)])
+        score = float(fuse_evidence(np.array([score]), matches, model.verify)[0])
     return Explanation(
         a=path_a,
         b=path_b,
@@ -311,6 +320,9 @@ def decided_by(explanation: Explanation) -> str:
         mirror = ", mirrored" if found.mirrored else ""
         over = f" over {round(100 * found.coverage)} % of the picture"
         return f"verified: {found.inliers} local-feature matches{over}{mirror}"
+    if found.hash_bits >= 0:
+        bits = found.hash_bits
+        return f"CNN and perceptual hash: no local-feature match, hashes {bits} bits apart"
     if found.verdict == "content differs":
         return f"CNN alone: {found.inliers} matches, but the aligned pictures differ"
     if found.verdict == "misses the centre":

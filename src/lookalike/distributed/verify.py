@@ -34,10 +34,10 @@ class _MatchPairs:
         self.cache: dict[tuple[int, bool], Keypoints] = {}
         self.cache_size = cache_size
 
-    def match(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def match(self, pairs: np.ndarray) -> Matches:
         found = self.model.match_counts(self.load, pairs, threads=1, cache=self.cache)
         drop_oldest(self.cache, 2 * self.cache_size)  # pairs come in local order
-        return found.counts, found.coverage, found.shots
+        return found
 
 
 class RayMatcher:
@@ -78,7 +78,7 @@ class RayMatcher:
             )
         except Exception as exc:  # Ray wraps worker failures in many types; one clear message
             raise DistributedError(f"verification on the cluster failed: {exc}") from exc
-        return Matches(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+        return Matches(*(np.concatenate(field) for field in zip(*parts, strict=True)))
 
     def close(self) -> None:
         """Stop the actors."""

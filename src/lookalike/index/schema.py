@@ -50,6 +50,7 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     inliers INTEGER,                -- the local-feature matches that counted (0: none)
     coverage REAL,                  -- share of the pictures inside the matched points' hull
     shot INTEGER,                   -- 1: the match showed two shots of one scene
+    hash_bits INTEGER,              -- no match counted: perceptual hashes this close did
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
@@ -142,7 +143,8 @@ def add_new_tables(conn: sqlite3.Connection) -> None:
         if statement.strip().startswith("CREATE TABLE IF NOT EXISTS"):
             conn.execute(statement)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(verified)")}
-    for column, kind in (("inliers", "INTEGER"), ("coverage", "REAL"), ("shot", "INTEGER")):
+    added = (("inliers", "INTEGER"), ("coverage", "REAL"), ("shot", "INTEGER"))
+    for column, kind in (*added, ("hash_bits", "INTEGER")):
         if column not in columns:
             conn.execute(f"ALTER TABLE verified ADD COLUMN {column} {kind}")
 

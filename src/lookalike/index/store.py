@@ -26,7 +26,7 @@ from lookalike.index.schema import (
     connect,
     create_schema,
 )
-from lookalike.records import ModelStamp
+from lookalike.records import ModelStamp, Verification
 
 
 class Stamped(Protocol):
@@ -307,22 +307,38 @@ class Index(ScanTables):
         for a, b, s in self._conn.execute("SELECT hash_a, hash_b, similarity FROM verified"):
             yield a, b, float(s)
 
-    def store_verified(self, scores: Iterable[tuple[str, str, float, int, float, bool]]) -> None:
+    def store_verified(
+        self, scores: Iterable[tuple[str, str, float, int, float, bool, int]]
+    ) -> None:
         """Remember verified similarities, their match counts, how much of the pictures
-        the match covers, and whether it showed two shots of one scene (hash pairs in any
-        order), for later scans and for showing what decided a pair."""
+        the match covers, whether it showed two shots of one scene, and how close the
+        perceptual hashes were when they raised the pair instead (-1: they did not; hash
+        pairs in any order), for later scans and for showing what decided a pair."""
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO verified (hash_a, hash_b, similarity, inliers, "
-                "coverage, shot) VALUES (?, ?, ?, ?, ?, ?)",
-                [(min(a, b), max(a, b), s, n, c, int(t)) for a, b, s, n, c, t in scores],
+                "coverage, shot, hash_bits) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (min(a, b), max(a, b), s, n, c, int(t), h if h >= 0 else None)
+                    for a, b, s, n, c, t, h in scores
+                ],
             )
 
-    def verified_matches(self) -> dict[tuple[str, str], tuple[int, float]]:
-        """(matches, coverage) of the local-feature match that verified a pair, by sorted
-        content-hash pair (only matches that counted; none in an index made before)."""
-        rows = self._verified_rows("inliers", "inliers > 0")
-        return {(a, b): (int(n), float(c or 0.0)) for a, b, n, c in rows}
+    def verified_matches(self) -> dict[tuple[str, str], Verification]:
+        """What verified a pair, by sorted content-hash pair: the local-feature matches
+        that counted and their coverage, or the perceptual hashes' distance (none in an
+        index made before)."""
+        try:
+            rows = self._conn.execute(
+                "SELECT hash_a, hash_b, inliers, coverage, hash_bits FROM verified "
+                "WHERE inliers > 0 OR hash_bits IS NOT NULL"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such column: a read-only older index
+            return {}
+        return {
+            (a, b): Verification(int(n or 0), float(c or 0.0), -1 if h is None else int(h))
+            for a, b, n, c, h in rows
+        }
 
     def shot_pairs(self) -> dict[tuple[str, str], tuple[float, float]]:
         """(CNN similarity, coverage) of the pairs verification found to be two shots of

@@ -28,7 +28,7 @@ from lookalike.verify import (
     Keypoints,
     Matches,
     VerifyConfig,
-    fuse_similarity,
+    fuse_evidence,
     load_for_matching,
     match_pairs,
 )
@@ -204,7 +204,7 @@ class Model:
         if self.verify is None or len(pairs) == 0:
             return scores
         found = self.match_counts(load, pairs, threads, cache)
-        return fuse_similarity(scores, found.counts, self.verify)
+        return fuse_evidence(scores, found, self.verify)
 
     def match_counts(
         self,

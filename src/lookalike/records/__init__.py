@@ -48,20 +48,36 @@ __all__ = [
     "Source",
     "Traits",
     "Truth",
+    "Verification",
     "decided_by",
 ]
 
 
-def decided_by(exact: bool, matches: int | None, coverage: float | None = None) -> str:
+def decided_by(
+    exact: bool, matches: int | None, coverage: float | None = None, hash_bits: int = -1
+) -> str:
     """A similarity's source in words: "exact copy", "verified, N matches over P % of the
     picture" (the share inside the matched points' hull: small when only a background or a
-    corner matched) or "CNN"."""
+    corner matched), "CNN and perceptual hash, N bits apart" or "CNN"."""
     if exact:
         return "exact copy"
     if matches:
         over = f" over {round(100 * coverage)} % of the picture" if coverage else ""
         return f"verified, {matches} matches{over}"
+    if hash_bits >= 0:
+        return f"CNN and perceptual hash, {hash_bits} bits apart"
     return "CNN"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What verification stored for a pair that it raised: the local-feature matches that
+    counted and how much of the pictures they cover, or, with none, how many bits apart
+    the perceptual hashes were (-1: the matches raised it)."""
+
+    matches: int
+    coverage: float
+    hash_bits: int = -1
 
 
 @dataclass(frozen=True)
@@ -102,12 +118,15 @@ class Pair:
     """Local-feature matches that verified the pair (None: the CNN's similarity stands)."""
     coverage: float | None = None
     """How much of the pictures those matches cover (0-1; None without matches)."""
+    hash_bits: int = -1
+    """With no matches: how many bits apart the perceptual hashes that raised the pair
+    are (-1: they did not)."""
 
     @property
     def decided_by(self) -> str:
         """What set the similarity: "exact copy", "verified, N matches over P % of the
-        picture" or "CNN"."""
-        return decided_by(self.exact, self.matches, self.coverage)
+        picture", "CNN and perceptual hash, N bits apart" or "CNN"."""
+        return decided_by(self.exact, self.matches, self.coverage, self.hash_bits)
 
 
 @dataclass(frozen=True)
@@ -150,11 +169,13 @@ class Member:
     """Local-feature matches that verified it against the keeper (None: the CNN decided)."""
     coverage: float | None = None
     """How much of the pictures those matches cover (0-1)."""
+    hash_bits: int = -1
+    """With no matches: the perceptual hashes' distance that raised it (see `Pair`)."""
 
     @property
     def decided_by(self) -> str:
         """What set its similarity to the keeper (see `Pair.decided_by`)."""
-        return decided_by(self.exact, self.matches, self.coverage)
+        return decided_by(self.exact, self.matches, self.coverage, self.hash_bits)
 
 
 @dataclass(frozen=True)
@@ -308,6 +329,9 @@ class Evidence:
     """(4, 2) B's corners mapped into A (None without a homography)."""
     coverage: float = 0.0
     """How much of the pictures the matched points span (see `verify.Match.coverage`)."""
+    hash_bits: int = -1
+    """With no match that counts: how many bits apart the pictures' perceptual hashes are,
+    when close enough to be evidence (-1: not)."""
 
     @property
     def confirmed(self) -> bool:

@@ -353,8 +353,8 @@ def _search(
 
     def remember(rows: np.ndarray, fused: np.ndarray, matches: Matches) -> None:
         store.store_verified(
-            (hashes[i], hashes[j], float(s), int(n), float(c), bool(shot))
-            for (i, j), s, n, c, shot in zip(rows.tolist(), fused, *matches, strict=True)
+            (hashes[i], hashes[j], float(s), int(n), float(c), bool(shot), int(h))
+            for (i, j), s, n, c, shot, h in zip(rows.tolist(), fused, *matches, strict=True)
         )
 
     paths = [path_of[h] for h in hashes]

@@ -66,11 +66,15 @@ def read_result(
             marked = store.not_duplicate_marks()
             verified = store.verified_matches()
 
-            def matches(a: int, b: int) -> tuple[int | None, float | None]:
+            def matches(a: int, b: int) -> tuple[int | None, float | None, int]:
+                """(matches, coverage, hash bits) that verified the pair, for its record."""
                 ha, hb = hashes[a], hashes[b]
-                if ha == hb:
-                    return None, None
-                return verified.get((min(ha, hb), max(ha, hb)), (None, None))
+                found = verified.get((min(ha, hb), max(ha, hb))) if ha != hb else None
+                if found is None:
+                    return None, None, -1
+                if found.matches:
+                    return found.matches, found.coverage, -1
+                return None, None, found.hash_bits
 
             as_path: dict[str, Path] = {}  # one Path per file: a big scan has millions of pairs
 
@@ -86,9 +90,8 @@ def read_result(
                 ha, hb = hashes[a], hashes[b]
                 blocked = ha != hb and (min(ha, hb), max(ha, hb)) in marked
                 duplicate = (exact or bool(decide(similarity, cut))) and not blocked
-                found, covers = matches(a, b)
                 pairs.append(
-                    Pair(path_of(pa), path_of(pb), similarity, duplicate, exact, found, covers)
+                    Pair(path_of(pa), path_of(pb), similarity, duplicate, exact, *matches(a, b))
                 )
             groups = tuple(
                 Group(
@@ -98,7 +101,7 @@ def read_result(
                             path_of(shown[f]),
                             s,
                             f != g.keep and hashes[f] == hashes[g.keep],
-                            *(matches(g.keep, f) if f != g.keep else (None, None)),
+                            *(matches(g.keep, f) if f != g.keep else (None, None, -1)),
                         )
                         for f, s in g.members
                     ),

@@ -45,9 +45,11 @@ from lookalike.verify.matching import (
     count_inliers,
     extract_both,
     extract_keypoints,
+    hash_distance,
     load_for_matching,
     match_keypoints,
     nearest_two,
+    perceptual_hash,
     single_threaded_search,
 )
 
@@ -65,7 +67,10 @@ __all__ = [
     "content_disagreement",
     "count_inliers",
     "extract_keypoints",
+    "fuse_evidence",
     "fuse_similarity",
+    "hash_counts",
+    "hash_distance",
     "judge_match",
     "load_for_matching",
     "match_keypoints",
@@ -73,6 +78,7 @@ __all__ = [
     "nearest_two",
     "painted_cover",
     "pair_evidence",
+    "perceptual_hash",
     "residual_motion",
     "single_threaded_search",
     "verified_inliers",
@@ -89,6 +95,9 @@ class Verified(NamedTuple):
     """How much of the pictures that match (or the shot's) covers."""
     shot: bool = False
     """No match counts, but one shows two shots of one scene (see `residual_motion`)."""
+    hash_bits: int = -1
+    """No match counts and it is no shot, but the pictures' perceptual hashes are this
+    many bits apart, at most `VerifyConfig.hash_max_bits` (-1: no such hash evidence)."""
 
 
 NOTHING = Verified(0, 0.0)
@@ -100,6 +109,7 @@ class Matches(NamedTuple):
     counts: np.ndarray
     coverage: np.ndarray
     shots: np.ndarray
+    hash_bits: np.ndarray
 
     @classmethod
     def of(cls, found: list[Verified]) -> Matches:
@@ -108,6 +118,7 @@ class Matches(NamedTuple):
             np.array([f.inliers for f in found], dtype=np.float64),
             np.array([f.coverage for f in found], dtype=np.float64),
             np.array([f.shot for f in found], dtype=bool),
+            np.array([f.hash_bits for f in found], dtype=np.int64),
         )
 
 
@@ -129,14 +140,26 @@ def verified_match(
     a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
 ) -> Verified:
     """The match `verified_inliers` counts, or NOTHING; a shot when no match counts but
-    one, direct or mirrored, shows two shots of one scene."""
+    one, direct or mirrored, shows two shots of one scene; else hash evidence when the
+    perceptual hashes (direct or mirrored) are close (`VerifyConfig.hash_max_bits`)."""
     best = _agreeing_match(a, b, config)
     if a_mirrored is None or best.inliers >= 4 * config.inlier_offset:
-        return best
+        return best if best.inliers or best.shot else _hash_evidence(a, a_mirrored, b, config)
     other = _agreeing_match(a_mirrored, b, config)
     if other.inliers or best.inliers:
         return max(best, other)
-    return best if best.shot else other
+    if best.shot or other.shot:
+        return best if best.shot else other
+    return _hash_evidence(a, a_mirrored, b, config)
+
+
+def _hash_evidence(
+    a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
+) -> Verified:
+    if config.hash_max_bits < 0:
+        return NOTHING
+    bits = min(hash_distance(k, b) for k in (a, a_mirrored) if k is not None)
+    return Verified(0, 0.0, hash_bits=bits) if bits <= config.hash_max_bits else NOTHING
 
 
 AGREES = "agrees"
@@ -187,6 +210,7 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
     keys_a, keys_b = extract_keypoints(a, config), extract_keypoints(b, config)
     found, verdict = judge_match(keys_a, keys_b, config)
     mirrored = False
+    direct, keys_m = keys_a, None
     if verdict != AGREES or (found is not None and found.inliers < 4 * config.inlier_offset):
         keys_m = extract_keypoints(a, config, mirrored=True)
         other, other_verdict = judge_match(keys_m, keys_b, config)
@@ -200,9 +224,11 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
             better = found is None
         if better:
             found, verdict, keys_a, mirrored = other, other_verdict, keys_m, True
+    counted = verdict in (AGREES, SHOT)
+    hashed = NOTHING if counted else _hash_evidence(direct, keys_m, keys_b, config)
     empty = np.zeros((0, 2), dtype=np.float32)
     if found is None:
-        return Evidence(verdict, 0, False, empty, empty, None)
+        return Evidence(verdict, 0, False, empty, empty, None, hash_bits=hashed.hash_bits)
     side_w, side_h = keys_a.shape[1], keys_a.shape[0]
     to_a = np.array([a.width / side_w, a.height / side_h])
     to_b = np.array([b.width / keys_b.shape[1], b.height / keys_b.shape[0]])
@@ -230,6 +256,7 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
         (mapped * to_b).astype(np.float32),
         (unmirror(outline) * to_a).astype(np.float32),
         found.coverage,
+        hashed.hash_bits,
     )
 
 
@@ -244,6 +271,22 @@ def fuse_similarity(
     return 1.0 - (1.0 - np.asarray(similarity, dtype=np.float64)) * np.exp(
         -evidence / config.inlier_scale
     )
+
+
+def fuse_evidence(similarity: np.ndarray, matches: Matches, config: VerifyConfig) -> np.ndarray:
+    """A pair's similarity after verification: raised by the matches that count
+    (`fuse_similarity`), or, with none, as a CNN-confident pair is (`confident_lift`)
+    where the hashes are close and the CNN similarity reaches `hash_min_cnn_similarity`."""
+    fused = fuse_similarity(similarity, matches.counts, config)
+    lifted = 1.0 - (1.0 - fused) * np.exp(-config.confident_lift)
+    return np.where(hash_counts(similarity, matches, config), lifted, fused)
+
+
+def hash_counts(similarity: np.ndarray, matches: Matches, config: VerifyConfig) -> np.ndarray:
+    """Where hash evidence raises a pair (P,) bool: no match counts, the hashes are close
+    and the CNN similarity reaches `hash_min_cnn_similarity`."""
+    close = (matches.counts == 0) & (matches.hash_bits >= 0)
+    return np.asarray(close & (np.asarray(similarity) >= config.hash_min_cnn_similarity))
 
 
 def match_pairs(

@@ -77,6 +77,14 @@ class VerifyConfig:
     ones (up to `candidates_per_image`) only where the image or that neighbour is already
     in a sure pair (a picture that has copies), so a collection of strangers is not
     verified ten deep. 0: all `candidates_per_image` at once."""
+    hash_max_bits: int = -1
+    """Hash evidence, for copies local features cannot read (pixelated, blurred, tiny): a
+    pair no match verifies, whose pictures' perceptual hashes (`perceptual_hash` of the
+    grey copies, direct or mirrored) are at most this many bits apart and whose CNN
+    similarity is at least `hash_min_cnn_similarity`, is raised as a CNN-confident pair is
+    (`confident_lift`). -1: no hash evidence."""
+    hash_min_cnn_similarity: float = 1.0
+    """The CNN similarity hash evidence needs beside the hash (near-flat pictures score 0)."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_cnn_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -107,6 +115,8 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "painted_min_area": 0.01,
     "confident_lift": 0.0,
     "clear_agreement": 0.0,
+    "hash_max_bits": -1,
+    "hash_min_cnn_similarity": 1.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
@@ -127,6 +137,8 @@ class Keypoints:
     descriptors: np.ndarray | None
     shape: tuple[int, int]
     grey: np.ndarray | None = None
+    phash: int = 0
+    """`perceptual_hash` of the grey copy the keypoints were found on."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +214,23 @@ def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
     height, width = grey.shape
     small_size = (max(4, round(width * factor)), max(4, round(height * factor)))
     content = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
-    return Keypoints(points, descriptors, (height, width), content)
+    return Keypoints(points, descriptors, (height, width), content, perceptual_hash(grey))
+
+
+def perceptual_hash(grey: np.ndarray) -> int:
+    """pHash of a grey picture as a 64-bit integer: the picture shrunk to 32 x 32, its
+    8 x 8 lowest DCT frequencies, each bit set where one is above their median (as
+    imagehash's `phash`). A blurred, pixelated or recoloured copy keeps it within a few bits."""
+    cv2 = _cv2()
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    bits = (low > np.median(low)).ravel()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def hash_distance(a: Keypoints, b: Keypoints) -> int:
+    """Bits apart of two keypoint sets' perceptual hashes."""
+    return (a.phash ^ b.phash).bit_count()
 
 
 def _spread(points: np.ndarray, shape: tuple[int, int]) -> float:

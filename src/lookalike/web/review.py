@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from lookalike.index import FileRow, Index, ModelMismatch, open_index
-from lookalike.records import FileError, Quarantine, decided_by
+from lookalike.records import FileError, Quarantine, Verification, decided_by
 from lookalike.scan import (
     KEEP_REASONS,
     GroupPlan,
@@ -384,10 +384,10 @@ class Review:
         return outcome
 
 
-def _decided(
-    a: FileRow | None, b: FileRow, verified: dict[tuple[str, str], tuple[int, float]]
-) -> str:
+def _decided(a: FileRow | None, b: FileRow, verified: dict[tuple[str, str], Verification]) -> str:
     """What set the similarity of two indexed files (see `records.decided_by`)."""
     ha, hb = (a.hash if a else None) or "", b.hash or ""
-    found, covers = verified.get((min(ha, hb), max(ha, hb)), (None, None))
-    return decided_by(ha == hb, found, covers)
+    found = verified.get((min(ha, hb), max(ha, hb)))
+    if found is None:
+        return decided_by(ha == hb, None)
+    return decided_by(ha == hb, found.matches, found.coverage, found.hash_bits)
