@@ -516,7 +516,8 @@ def test_a_pixelated_copy_without_keypoints_is_vouched_for_by_its_perceptual_has
     found = verified_match(a, a_mirrored, copy, hashed)
     assert found.inliers == 0 and 0 <= found.hash_bits <= 4
     flipped = ImageOps.mirror(apply_edit(photo, "pixelate", seed=5, strength=1.0))
-    assert 0 <= verified_match(a, a_mirrored, extract_keypoints(flipped, hashed), hashed).hash_bits
+    mirrored = verified_match(a, a_mirrored, extract_keypoints(flipped, hashed), hashed)
+    assert 0 <= mirrored.hash_bits <= 4
     for seed in (20, 21, 22):
         other = extract_keypoints(scene_photo(seed), hashed)
         assert verified_match(a, a_mirrored, other, hashed) == NOTHING
