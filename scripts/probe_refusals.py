@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _probes import keypoint_sets  # type: ignore[import-not-found]
 
 from lookalike.evaluate import load_truth, pair_layout
 from lookalike.model import load_model
@@ -32,9 +33,7 @@ from lookalike.verify import (
     VerifyConfig,
     centre_match_rate,
     content_disagreement,
-    extract_both,
     judge_match,
-    load_for_matching,
     painted_cover,
     residual_motion,
 )
@@ -117,15 +116,8 @@ def main() -> None:
     pairs = [p for bench in args.benches for p in bench_pairs(bench)]
     if args.clothing:
         pairs += clothing_pairs(args.clothing, args.model)
-    images = sorted({path for a, b, _ in pairs for path in (a, b)})
     with ThreadPoolExecutor(2) as pool:
-        keys = dict(
-            zip(
-                images,
-                pool.map(lambda p: extract_both(load_for_matching(p, config), config), images),
-                strict=True,
-            )
-        )
+        keys = keypoint_sets((path for a, b, _ in pairs for path in (a, b)), config, pool)
         results = list(pool.map(lambda pair: probe(pair, keys, config), pairs))
     args.out.write_text(json.dumps(results))
     refused: Counter[tuple[str, str]] = Counter()

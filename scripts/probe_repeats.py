@@ -24,6 +24,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from _probes import keypoint_sets  # type: ignore[import-not-found]
 
 from lookalike.evaluate import load_truth
 from lookalike.model import load_model
@@ -31,10 +32,8 @@ from lookalike.verify import (
     AGREES,
     Keypoints,
     VerifyConfig,
-    extract_both,
     fuse_similarity,
     judge_match,
-    load_for_matching,
     nearest_two,
 )
 
@@ -103,15 +102,8 @@ Row = tuple[bool, float, tuple[int, dict[float, int]]]
 def measure_set(bench: Path, scan: Path, config: VerifyConfig) -> list[Row]:
     """(copy?, verified similarity, `unique_inliers`) for each verified pair of one set."""
     judged = judged_pairs(bench, scan)
-    images = sorted({str(p[k]) for _, p in judged for k in ("a", "b")})
     with ThreadPoolExecutor(2) as pool:
-        keys = dict(
-            zip(
-                images,
-                pool.map(lambda p: extract_both(load_for_matching(p, config), config), images),
-                strict=True,
-            )
-        )
+        keys = keypoint_sets((str(p[k]) for _, p in judged for k in ("a", "b")), config, pool)
         counts = list(
             pool.map(lambda j: unique_inliers(keys, str(j[1]["a"]), str(j[1]["b"]), config), judged)
         )
