@@ -507,7 +507,8 @@ def test_a_copy_that_agrees_place_for_place_needs_no_centre_keypoints(
 def test_a_pixelated_copy_without_keypoints_is_vouched_for_by_its_perceptual_hash() -> None:
     """Pixelation can leave ORB nothing to match; the pictures' perceptual hashes still
     agree (direct, or mirrored for a mirrored copy), and an unrelated picture's do not.
-    The hash raises a pair only beside a CNN similarity that reaches its floor."""
+    A near-plain picture's hash vouches for nothing (`hash_min_detail`), and the hash
+    raises a pair only beside a CNN similarity that reaches its floor."""
     hashed = replace(SHIPPED_CHECKS, hash_max_bits=4, hash_min_cnn_similarity=0.9)
     photo = scene_photo(5)
     a, a_mirrored = extract_both(photo, hashed)
@@ -521,6 +522,14 @@ def test_a_pixelated_copy_without_keypoints_is_vouched_for_by_its_perceptual_has
     for seed in (20, 21, 22):
         other = extract_keypoints(scene_photo(seed), hashed)
         assert verified_match(a, a_mirrored, other, hashed) == NOTHING
+    floored = replace(hashed, hash_min_detail=0.006)  # the photo has detail; a plain wall not
+    assert verified_match(a, a_mirrored, copy, floored).hash_bits == found.hash_bits
+    wall = Image.new("RGB", (320, 240), (200, 190, 170))
+    ImageDraw.Draw(wall).rectangle((100, 80, 220, 160), fill=(202, 192, 172))
+    plain = extract_keypoints(wall, floored)
+    assert plain.detail < 0.006 < a.detail
+    assert verified_match(plain, None, plain, floored) == NOTHING
+    assert verified_match(plain, None, plain, hashed).hash_bits == 0
     lifted = replace(hashed, confident_lift=7.0)
     matches = Matches.of([found, found, NOTHING, Verified(30, 0.5)])
     fused = fuse_evidence(np.array([0.95, 0.85, 0.95, 0.95]), matches, lifted)

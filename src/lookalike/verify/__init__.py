@@ -156,7 +156,7 @@ def verified_match(
 def _hash_evidence(
     a: Keypoints, a_mirrored: Keypoints | None, b: Keypoints, config: VerifyConfig
 ) -> Verified:
-    if config.hash_max_bits < 0:
+    if config.hash_max_bits < 0 or min(a.detail, b.detail) < config.hash_min_detail:
         return NOTHING
     bits = min(hash_distance(k, b) for k in (a, a_mirrored) if k is not None)
     return Verified(0, 0.0, hash_bits=bits) if bits <= config.hash_max_bits else NOTHING

@@ -85,6 +85,9 @@ class VerifyConfig:
     (`confident_lift`). -1: no hash evidence."""
     hash_min_cnn_similarity: float = 1.0
     """The CNN similarity hash evidence needs beside the hash (near-flat pictures score 0)."""
+    hash_min_detail: float = 0.0
+    """The detail (`Keypoints.detail`) both pictures need for hash evidence: the hashes of
+    two near-plain pictures agree whatever they show."""
     expand_neighbours: int = 0
     """Second round: for each sure pair (similarity >= confident_cnn_similarity), the partner's
     this many nearest neighbours become candidates too. Copies of a picture that has many
@@ -117,6 +120,7 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "clear_agreement": 0.0,
     "hash_max_bits": -1,
     "hash_min_cnn_similarity": 1.0,
+    "hash_min_detail": 0.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
@@ -139,6 +143,8 @@ class Keypoints:
     grey: np.ndarray | None = None
     phash: int = 0
     """`perceptual_hash` of the grey copy the keypoints were found on."""
+    detail: float = 1.0
+    """`grey_detail` of that grey copy."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,18 @@ def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
     height, width = grey.shape
     small_size = (max(4, round(width * factor)), max(4, round(height * factor)))
     content = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
-    return Keypoints(points, descriptors, (height, width), content, perceptual_hash(grey))
+    return Keypoints(
+        points, descriptors, (height, width), content, perceptual_hash(grey), grey_detail(grey)
+    )
+
+
+def grey_detail(grey: np.ndarray) -> float:
+    """Mean absolute difference of neighbouring grey levels (0-1, both directions summed)
+    of a grey picture shrunk to 64 x 64: a clear sky about 0.002, a photo about 0.06
+    (the measure `lookalike.model.detail` reads from embeddings)."""
+    cv2 = _cv2()
+    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    return float(np.abs(np.diff(small, axis=1)).mean() + np.abs(np.diff(small, axis=0)).mean())
 
 
 def perceptual_hash(grey: np.ndarray) -> int:
