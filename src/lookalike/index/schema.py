@@ -50,7 +50,7 @@ CREATE TABLE verified (             -- similarity after geometric verification, 
     inliers INTEGER,                -- the local-feature matches that counted (0: none)
     coverage REAL,                  -- share of the pictures inside the matched points' hull
     shot INTEGER,                   -- 1: the match showed two shots of one scene
-    hash_bits INTEGER,              -- no match counted: perceptual hashes this close did
+    hash_bits INTEGER,              -- no match counted: the pHash distance that raised it
     PRIMARY KEY (hash_a, hash_b)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (  -- what the `best` keep policy measured, per contents
