@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The million-image default scan of BENCHMARKS.md ("A million images"), resumable: run it
+# again after a kill and it continues into the same index; each run is one segment, timed
+# by /usr/bin/time -v, with a heartbeat (pairs stored, RSS) every minute.
+#
+#   python benchmarks/scan_scale.py runs/scale1m --generate 1000000 --photos ../shared \
+#       --layout distinct --copies 0.05 --generate-only          # once, about 80 min
+#   nohup setsid bash benchmarks/million_scan.sh REV > runs/scale1m/m1m.log 2>&1 &
+#
+# REV (a commit) is checked out in the worktree runs/m1m-src, so edits to this checkout do
+# not change the run; PYTHONPATH points at it, since the editable install would import
+# this checkout instead. Pause with `kill -STOP -- -PGID` (and log it) to share the machine.
+set -u
+cd "$(dirname "$0")/.."
+root=$PWD
+rev=${1:?usage: million_scan.sh REV}
+[ -d runs/m1m-src ] || git worktree add --detach runs/m1m-src "$rev"
+seg=$(( $(ls runs/scale1m/scan-seg*.time 2>/dev/null | wc -l) + 1 ))
+( while sleep 60; do
+    n=$(sqlite3 runs/scale1m/million.lookalike "select count(*) from verified" 2>/dev/null)
+    rss=$(ps -eo rss,args | grep -E "scan_scale|multiprocessing|spawn" | grep -v grep \
+          | awk '{s+=$1} END {print s}')
+    echo "$(date +%FT%T) seg$seg verified=$n rss_kb=$rss" >> runs/scale1m/heartbeat.log
+  done ) &
+beat=$!
+cd runs/m1m-src
+PYTHONPATH="$PWD/src" /usr/bin/time -v -o "$root/runs/scale1m/scan-seg$seg.time" \
+  "$root/.venv/bin/python" benchmarks/scan_scale.py "$root/runs/scale1m" \
+  --index "$root/runs/scale1m/million.lookalike" --peer phash-plain --no-report \
+  --layout distinct --copies 0.05 --json-out "$root/runs/scale1m/scan_scale_1m-seg$seg.json" \
+  > "$root/runs/scale1m/scan-seg$seg.log" 2>&1
+kill "$beat"
