@@ -36,6 +36,7 @@ from lookalike.verify import (
     Matches,
     Verified,
     fuse_evidence,
+    hash_counts,
     load_for_matching,
     pair_evidence,
 )
@@ -228,6 +229,10 @@ def explain_pair(
             for source in (path_a or full_a, path_b or full_b)
         ]
         found = pair_evidence(seen[0], seen[1], model.verify)
+        inliers = found.inliers if found.confirmed else 0
+        matches = Matches.of([Verified(inliers, found.coverage, hash_bits=found.hash_bits)])
+        scores = np.array([score])
+        hashed = bool(hash_counts(scores, matches, config)[0])  # as the scan decides it
         scale = np.array([[full_a.width / seen[0].width, full_a.height / seen[0].height]])
         scale_b = np.array([[full_b.width / seen[1].width, full_b.height / seen[1].height]])
         evidence = replace(
@@ -235,12 +240,9 @@ def explain_pair(
             points_a=(found.points_a * scale).astype(np.float32),
             points_b=(found.points_b * scale_b).astype(np.float32),
             outline=None if found.outline is None else (found.outline * scale).astype(np.float32),
-            # hash evidence counts only beside a CNN similarity that reaches its floor
-            hash_bits=found.hash_bits if score >= model.verify.hash_min_cnn_similarity else -1,
+            hash_bits=found.hash_bits if hashed else -1,
         )
-        inliers = found.inliers if found.confirmed else 0
-        matches = Matches.of([Verified(inliers, found.coverage, hash_bits=evidence.hash_bits)])
-        score = float(fuse_evidence(np.array([score]), matches, model.verify)[0])
+        score = float(fuse_evidence(scores, matches, config)[0])
     return Explanation(
         a=path_a,
         b=path_b,
