@@ -538,6 +538,29 @@ def test_a_pixelated_copy_without_keypoints_is_vouched_for_by_its_perceptual_has
     assert fused[3] == pytest.approx(fuse_similarity(np.array([0.95]), np.array([30]), lifted)[0])
 
 
+def test_a_thumbnail_keeps_keypoints_enough_to_confirm_its_rotated_copy() -> None:
+    """A 32-px picture is scaled up tenfold for ORB, which smooths its corners away; a
+    lower FAST threshold for thumbnails (`thumbnail_fast_threshold`) finds them again, and
+    leaves the keypoints of a larger picture as they were."""
+    lower = replace(SHIPPED_CHECKS, thumbnail_side=64, thumbnail_fast_threshold=5)
+    photo = _photo(3)
+    thumbnail = photo.resize((32, 32), Image.Resampling.BILINEAR)
+    rotated = apply_edit(photo, "rotation", seed=3, strength=0.5)
+    copy = rotated.resize((32, 32), Image.Resampling.BILINEAR)
+    found = []
+    for config in (SHIPPED_CHECKS, lower):
+        a, a_mirrored = extract_both(thumbnail, config)
+        found.append(verified_match(a, a_mirrored, extract_keypoints(copy, config), config))
+    assert found[0].inliers == 0 and found[1].inliers > 4 * lower.inlier_offset
+    larger = photo.resize((96, 72), Image.Resampling.BILINEAR)
+    full = [extract_keypoints(larger, config) for config in (SHIPPED_CHECKS, lower)]
+    assert np.array_equal(full[0].points, full[1].points)
+    for seed in (20, 21, 22):
+        other = scene_photo(seed).resize((32, 32), Image.Resampling.BILINEAR)
+        a, a_mirrored = extract_both(thumbnail, lower)
+        assert verified_match(a, a_mirrored, extract_keypoints(other, lower), lower) == NOTHING
+
+
 def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike() -> None:
     old = {"candidate_min_similarity": 0.6, "confident_similarity": 0.99, "features": 400}
     config = VerifyConfig.from_dict(old)

@@ -20,6 +20,15 @@ class VerifyConfig:
 
     side: int = 320
     features: int = 500
+    fast_threshold: int = 10
+    """ORB's FAST corner threshold (grey levels) on the grey copy."""
+    thumbnail_side: int = 0
+    """A picture whose longer side is at most this many pixels (a thumbnail) is scaled up
+    severalfold to `side`, which smooths its corners: fewer reach `fast_threshold`, and a
+    copy of it is left with too few keypoints to match. Its keypoints are found with
+    `thumbnail_fast_threshold` instead (0: no picture is a thumbnail)."""
+    thumbnail_fast_threshold: int = 10
+    """The FAST threshold for thumbnails' grey copies."""
     ratio: float = 0.8
     reprojection_px: float = 5.0
     min_spread: float = 0.02
@@ -121,6 +130,9 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "hash_max_bits": -1,
     "hash_min_cnn_similarity": 1.0,
     "hash_min_detail": 0.0,
+    "fast_threshold": 10,
+    "thumbnail_side": 0,
+    "thumbnail_fast_threshold": 10,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
@@ -178,15 +190,18 @@ def extract_keypoints(
 
     Small images are scaled up to that size too, so keypoint scales are comparable.
     """
-    grey = _grey(image, config)
-    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config)
+    grey, threshold = _grey(image, config)
+    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config, threshold)
 
 
 def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, Keypoints]:
     """`extract_keypoints` of the image and of its mirror image, from one grey copy (the
     grey copy of a mirrored picture is the mirrored grey copy, pixel for pixel)."""
-    grey = _grey(image, config)
-    return _keypoints_of_grey(grey, config), _keypoints_of_grey(_mirror(grey), config)
+    grey, threshold = _grey(image, config)
+    return (
+        _keypoints_of_grey(grey, config, threshold),
+        _keypoints_of_grey(_mirror(grey), config, threshold),
+    )
 
 
 def _mirror(grey: np.ndarray) -> np.ndarray:
@@ -201,17 +216,20 @@ def load_for_matching(path: str | os.PathLike[str], config: VerifyConfig) -> Ima
     return load_image(path, min_side=config.side)
 
 
-def _grey(image: Image.Image, config: VerifyConfig) -> np.ndarray:
+def _grey(image: Image.Image, config: VerifyConfig) -> tuple[np.ndarray, int]:
+    """The grey copy at `config.side`, and the FAST threshold its keypoints are found with."""
     scale = config.side / max(image.size)
     size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
-    return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+    grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+    thumbnail = max(image.size) <= config.thumbnail_side
+    return grey, config.thumbnail_fast_threshold if thumbnail else config.fast_threshold
 
 
-def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig) -> Keypoints:
+def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig, threshold: int) -> Keypoints:
     """ORB keypoints of a grey copy already at `config.side`, and its small content copy."""
     cv2 = _cv2()
     orb = cv2.ORB_create(
-        nfeatures=config.features, fastThreshold=10, edgeThreshold=15, patchSize=15
+        nfeatures=config.features, fastThreshold=threshold, edgeThreshold=15, patchSize=15
     )
     found, descriptors = orb.detectAndCompute(grey, None)
     points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
