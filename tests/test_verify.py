@@ -14,6 +14,7 @@ from lookalike.verify import (
     AGREES,
     NOTHING,
     SHOT,
+    Keypoints,
     Matches,
     Verified,
     VerifyConfig,
@@ -559,6 +560,27 @@ def test_a_thumbnail_keeps_keypoints_enough_to_confirm_its_rotated_copy() -> Non
     for seed in (20, 21, 22):
         other = scene_photo(seed).resize((32, 32), Image.Resampling.BILINEAR)
         assert verified_match(a, a_mirrored, extract_keypoints(other, lower), lower) == NOTHING
+
+
+def test_a_pair_with_a_thumbnail_is_aligned_to_the_thumbnails_tolerance() -> None:
+    """Keypoints of a thumbnail are placed to within its own pixels, several pixels at the
+    matching side: `thumbnail_reprojection_px` applies when either picture is one."""
+    rng = np.random.default_rng(0)
+    points = rng.uniform(20, 300, (200, 2)).astype(np.float32)
+    descriptors = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    moved = points * 0.9 + np.float32(12) + rng.uniform(-7, 7, points.shape).astype(np.float32)
+    config = replace(CONFIG, thumbnail_reprojection_px=12.0)
+
+    def keys(at: np.ndarray, thumbnail: bool) -> Keypoints:
+        return Keypoints(at, descriptors, (320, 320), thumbnail=thumbnail)
+
+    counts = {
+        (first, second): count_inliers(keys(points, first), keys(moved, second), config)
+        for first in (False, True)
+        for second in (False, True)
+    }
+    assert counts[(True, False)] == counts[(False, True)] == counts[(True, True)]
+    assert counts[(True, True)] > 1.5 * counts[(False, False)] > 0
 
 
 def test_settings_saved_under_their_older_names_are_read_and_fingerprinted_alike() -> None:

@@ -29,6 +29,9 @@ class VerifyConfig:
     `thumbnail_fast_threshold` instead (0: no picture is a thumbnail)."""
     thumbnail_fast_threshold: int = 10
     """The FAST threshold for thumbnails' grey copies."""
+    thumbnail_reprojection_px: float = 0.0
+    """`reprojection_px` for a pair with a thumbnail: one of its pixels spans several at
+    `side`, so its keypoints are placed less exactly (0: `reprojection_px`)."""
     ratio: float = 0.8
     reprojection_px: float = 5.0
     min_spread: float = 0.02
@@ -133,6 +136,7 @@ NEUTRAL_SETTINGS: dict[str, Any] = {
     "fast_threshold": 10,
     "thumbnail_side": 0,
     "thumbnail_fast_threshold": 10,
+    "thumbnail_reprojection_px": 0.0,
 }
 """Settings added after rules were first fingerprinted, with the value that changes nothing."""
 
@@ -157,6 +161,8 @@ class Keypoints:
     """`perceptual_hash` of the grey copy the keypoints were found on."""
     detail: float = 1.0
     """`grey_detail` of that grey copy."""
+    thumbnail: bool = False
+    """Found on a thumbnail (`VerifyConfig.thumbnail_side`)."""
 
 
 @dataclass(frozen=True)
@@ -190,17 +196,17 @@ def extract_keypoints(
 
     Small images are scaled up to that size too, so keypoint scales are comparable.
     """
-    grey, threshold = _grey(image, config)
-    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config, threshold)
+    grey, thumbnail = _grey(image, config)
+    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config, thumbnail)
 
 
 def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, Keypoints]:
     """`extract_keypoints` of the image and of its mirror image, from one grey copy (the
     grey copy of a mirrored picture is the mirrored grey copy, pixel for pixel)."""
-    grey, threshold = _grey(image, config)
+    grey, thumbnail = _grey(image, config)
     return (
-        _keypoints_of_grey(grey, config, threshold),
-        _keypoints_of_grey(_mirror(grey), config, threshold),
+        _keypoints_of_grey(grey, config, thumbnail),
+        _keypoints_of_grey(_mirror(grey), config, thumbnail),
     )
 
 
@@ -216,18 +222,18 @@ def load_for_matching(path: str | os.PathLike[str], config: VerifyConfig) -> Ima
     return load_image(path, min_side=config.side)
 
 
-def _grey(image: Image.Image, config: VerifyConfig) -> tuple[np.ndarray, int]:
-    """The grey copy at `config.side`, and the FAST threshold its keypoints are found with."""
+def _grey(image: Image.Image, config: VerifyConfig) -> tuple[np.ndarray, bool]:
+    """The grey copy at `config.side`, and whether the picture is a thumbnail."""
     scale = config.side / max(image.size)
     size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
     grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
-    thumbnail = max(image.size) <= config.thumbnail_side
-    return grey, config.thumbnail_fast_threshold if thumbnail else config.fast_threshold
+    return grey, max(image.size) <= config.thumbnail_side
 
 
-def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig, threshold: int) -> Keypoints:
+def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig, thumbnail: bool) -> Keypoints:
     """ORB keypoints of a grey copy already at `config.side`, and its small content copy."""
     cv2 = _cv2()
+    threshold = config.thumbnail_fast_threshold if thumbnail else config.fast_threshold
     orb = cv2.ORB_create(
         nfeatures=config.features, fastThreshold=threshold, edgeThreshold=15, patchSize=15
     )
@@ -239,7 +245,13 @@ def _keypoints_of_grey(grey: np.ndarray, config: VerifyConfig, threshold: int) -
     small_size = (max(4, round(width * factor)), max(4, round(height * factor)))
     content = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
     return Keypoints(
-        points, descriptors, (height, width), content, perceptual_hash(grey), grey_detail(grey)
+        points,
+        descriptors,
+        (height, width),
+        content,
+        perceptual_hash(grey),
+        grey_detail(grey),
+        thumbnail,
     )
 
 
@@ -323,7 +335,10 @@ def match_keypoints(a: Keypoints, b: Keypoints, config: VerifyConfig) -> Match |
     # USAC (OpenCV's modern RANSAC) stops early on hopeless samples: ~30x faster than
     # classic RANSAC on non-matching pairs. Its sampler is seeded, so verdicts repeat.
     cv2.setRNGSeed(0x5EED)
-    homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, config.reprojection_px)
+    tolerance = config.reprojection_px
+    if (a.thumbnail or b.thumbnail) and config.thumbnail_reprojection_px > 0.0:
+        tolerance = config.thumbnail_reprojection_px
+    homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, tolerance)
     if homography is None or mask is None:
         return None
     inlier = mask.ravel().astype(bool)
