@@ -16,10 +16,12 @@ root=$PWD
 rev=${1:?usage: million_scan.sh REV}
 [ -d runs/m1m-src ] || git worktree add --detach runs/m1m-src "$rev"
 seg=$(( $(ls runs/scale1m/scan-seg*.time 2>/dev/null | wc -l) + 1 ))
+# The scan and its decode workers share this script's process group (setsid above): the
+# heartbeat sums their RSS only, not other Python work on the machine.
+group=$(ps -o pgid= -p $$ | tr -d ' ')
 ( while sleep 60; do
     n=$(sqlite3 runs/scale1m/million.lookalike "select count(*) from verified" 2>/dev/null)
-    rss=$(ps -eo rss,args | grep -E "scan_scale|multiprocessing|spawn" | grep -v grep \
-          | awk '{s+=$1} END {print s}')
+    rss=$(ps -o rss= -g "$group" | awk '{s+=$1} END {print s}')
     echo "$(date +%FT%T) seg$seg verified=$n rss_kb=$rss" >> runs/scale1m/heartbeat.log
   done ) &
 beat=$!
