@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from lookalike.verify.matching import neighbour_difference
+
 DETAIL_SIDE = 64
 """Side of the grey picture detail is measured on."""
 
@@ -47,11 +49,9 @@ def detail_of_pixels(pixels: np.ndarray) -> float:
     """Detail of one prepared encoder input (uint8 HWC RGB): mean absolute difference of
     neighbouring grey levels at 64 × 64, both directions summed."""
     grey = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("L")
-    small = np.asarray(
-        grey.resize((DETAIL_SIDE, DETAIL_SIDE), Image.Resampling.BOX), dtype=np.float64
+    return neighbour_difference(
+        np.asarray(grey.resize((DETAIL_SIDE, DETAIL_SIDE), Image.Resampling.BOX))
     )
-    small /= 255.0
-    return float(np.abs(np.diff(small, axis=1)).mean() + np.abs(np.diff(small, axis=0)).mean())
 
 
 def fit_detail_gate(

@@ -260,8 +260,16 @@ def grey_detail(grey: np.ndarray) -> float:
     of a grey picture shrunk to 64 x 64: a clear sky about 0.002, a photo about 0.06
     (the measure `lookalike.model.detail` reads from embeddings)."""
     cv2 = _cv2()
-    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
-    return float(np.abs(np.diff(small, axis=1)).mean() + np.abs(np.diff(small, axis=0)).mean())
+    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA)
+    return neighbour_difference(small)
+
+
+def neighbour_difference(small: np.ndarray) -> float:
+    """Mean absolute difference of neighbouring grey levels (0-1, across and down summed)
+    of a small uint8 grey picture: the detail measure of `grey_detail` and of
+    `lookalike.model.detail_of_pixels`."""
+    levels = np.asarray(small, dtype=np.float64) / 255.0
+    return float(np.abs(np.diff(levels, axis=1)).mean() + np.abs(np.diff(levels, axis=0)).mean())
 
 
 def perceptual_hash(grey: np.ndarray) -> int:
