@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import lookalike.model.checkpoint as model_module
 from conftest import TINY_ENCODER, TINY_PREPROCESS, SyntheticFolder
@@ -18,6 +18,7 @@ from lookalike.model import (
     Calibration,
     CheckpointError,
     Model,
+    Preprocess,
     fingerprint,
     load_model,
     load_prepared,
@@ -120,6 +121,28 @@ def test_embeddings_follow_weight_changes(files: list[Path]) -> None:
         new_model(TINY_ENCODER, TINY_PREPROCESS, seed=0).encoder.state_dict()
     )
     np.testing.assert_allclose(model.embed(files[:3]), before, atol=1e-6)
+
+
+def test_a_mirror_symmetric_encoder_embeds_a_mirrored_picture_as_the_picture(
+    files: list[Path],
+) -> None:
+    """With every kernel its own mirror image, the embedding of a mirrored picture is the
+    picture's own where each strided layer gets an odd side (41 -> 21 -> 11 for the tiny
+    encoder's three strides); an unconstrained encoder's is not."""
+    symmetric = replace(TINY_ENCODER, mirror_symmetric=True)
+    odd = Preprocess(input_size=41)
+    photos = [load_image(f) for f in files[:4]]
+    mirrored = [ImageOps.mirror(p) for p in photos]
+    model = new_model(symmetric, odd, seed=1)
+    np.testing.assert_allclose(model.embed_images(mirrored), model.embed_images(photos), atol=1e-5)
+    plain = new_model(TINY_ENCODER, odd, seed=1)
+    gap = np.abs(plain.embed_images(mirrored) - plain.embed_images(photos)).max()
+    assert gap > 1e-3  # a hundred times the tolerance above
+    with torch.no_grad():  # a training step moves the kernels; symmetrise_ restores them
+        for parameter in model.encoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    model.encoder.symmetrise_()
+    np.testing.assert_allclose(model.embed_images(mirrored), model.embed_images(photos), atol=1e-5)
 
 
 def test_prepare_image_trims_a_uniform_border() -> None:

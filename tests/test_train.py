@@ -378,6 +378,32 @@ def test_a_run_can_start_from_a_checkpoint_with_a_memory(
         run(photos, tmp_path / "bad.pt", other, init=trained.checkpoint)
 
 
+def test_a_mirror_symmetric_run_keeps_its_kernels_symmetric_from_unconstrained_weights(
+    trained: TrainResult, photos: list[Path], tmp_path: Path
+) -> None:
+    """`mirror_symmetric` fine-tuning from weights trained without it: every kernel of the
+    saved model is its own mirror image after the optimiser's steps."""
+    config = replace(
+        TINY_TRAIN,
+        epochs=1,
+        steps_per_epoch=3,
+        encoder=replace(TINY_ENCODER, mirror_symmetric=True),
+    )
+    result = run(photos, tmp_path / "mirror.pt", config, init=trained.checkpoint)
+    kernels = [
+        m.weight
+        for m in load_model(result.checkpoint).encoder.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[1] > 1
+    ]
+    assert kernels and all(torch.equal(k, k.flip(-1)) for k in kernels)
+    unconstrained = load_model(trained.checkpoint).encoder.modules()
+    assert any(
+        not torch.equal(m.weight, m.weight.flip(-1))
+        for m in unconstrained
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[1] > 1
+    )
+
+
 def test_a_run_killed_while_saving_still_resumes(
     photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

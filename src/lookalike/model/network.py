@@ -19,6 +19,11 @@ class EncoderConfig:
     embed_dim: int = 128
     gem_p: float = 3.0
     stride_first: bool = True
+    mirror_symmetric: bool = False
+    """Every kernel is its own mirror image (`Encoder.symmetrise_`, kept so in training):
+    the network is then mirror-equivariant and its pooled embedding of a mirrored picture
+    is the picture's own, exactly where every strided layer gets an odd side (161 px for
+    five: 161, 81, 41, 21, 11) and nearly otherwise."""
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
@@ -71,6 +76,16 @@ class Encoder(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = GeM(config.gem_p)
         self.project = nn.Linear(cin, config.embed_dim)
+        if config.mirror_symmetric:
+            self.symmetrise_()
+
+    @torch.no_grad()
+    def symmetrise_(self) -> None:
+        """Make every kernel its own mirror image (the mean of it and its left-right flip);
+        a no-op for kernels already symmetric. Training calls it after each step."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size[1] > 1:
+                module.weight.copy_((module.weight + module.weight.flip(-1)) / 2)
 
     @property
     def last_conv(self) -> nn.Module:

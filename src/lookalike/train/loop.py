@@ -95,6 +95,8 @@ def train_model(
             net.load_state_dict(load_model(init).encoder.state_dict())
         except RuntimeError:  # torch's message for a different architecture
             raise ValueError(f"{init}: its encoder settings differ from the config's") from None
+        if config.encoder.mirror_symmetric:
+            net.symmetrise_()  # from weights trained without the constraint
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
 
@@ -142,6 +144,8 @@ def train_model(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if config.encoder.mirror_symmetric:
+                net.symmetrise_()
             scheduler.step()
             losses.append(loss.item())
             if on_step:
