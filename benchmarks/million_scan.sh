@@ -17,12 +17,15 @@ rev=${1:?usage: million_scan.sh REV}
 [ -d runs/m1m-src ] || git worktree add --detach runs/m1m-src "$rev"
 seg=$(( $(ls runs/scale1m/scan-seg*.time 2>/dev/null | wc -l) + 1 ))
 # The scan and its decode workers share this script's process group (setsid above): the
-# heartbeat sums their RSS only, not other Python work on the machine.
+# heartbeat sums their RSS only, not other Python work on the machine, and their PSS:
+# forked workers share the scan's pages, which RSS counts once per process.
 group=$(ps -o pgid= -p $$ | tr -d ' ')
 ( while sleep 60; do
     n=$(sqlite3 runs/scale1m/million.lookalike "select count(*) from verified" 2>/dev/null)
     rss=$(ps -o rss= -g "$group" | awk '{s+=$1} END {print s}')
-    echo "$(date +%FT%T) seg$seg verified=$n rss_kb=$rss" >> runs/scale1m/heartbeat.log
+    pss=$(for p in $(ps -o pid= -g "$group"); do
+      awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '{s+=$1} END {print s}')
+    echo "$(date +%FT%T) seg$seg verified=$n rss_kb=$rss pss_kb=$pss" >> runs/scale1m/heartbeat.log
   done ) &
 beat=$!
 cd runs/m1m-src
