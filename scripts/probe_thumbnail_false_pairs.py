@@ -30,7 +30,7 @@ from _probes import keypoint_sets  # type: ignore[import-not-found]
 
 from lookalike.evaluate import load_truth
 from lookalike.model import load_model
-from lookalike.verify import VerifyConfig, match_keypoints
+from lookalike.verify import Keypoints, VerifyConfig, match_keypoints
 from lookalike.verify.content import content_disagreement, painted_cover
 
 FLOORS = (0.03, 0.04, 0.05, 0.06, 0.07)
@@ -40,15 +40,17 @@ Row = tuple[str, float, float, float]
 """(kind: "original-edit" / "edit-edit" / "false", coverage, share, centre disagreement)."""
 
 
-def kind_of(groups: list[list[str]], a: str, b: str) -> str:
-    """How a set's truth (its groups, each original first) calls a pair of file names."""
-    group = {name: i for i, g in enumerate(groups) for name in g}
-    if a not in group or group.get(b) != group[a]:
+def kind_of(group: dict[str, list[str]], a: str, b: str) -> str:
+    """How a set's truth calls a pair of file names; `group` maps each name of a group to
+    the group (its original first)."""
+    if a not in group or group.get(b) is not group[a]:
         return "false"
-    return "original-edit" if groups[group[a]][0] in (a, b) else "edit-edit"
+    return "original-edit" if group[a][0] in (a, b) else "edit-edit"
 
 
-def disagreement(keys: tuple, other: tuple, config: VerifyConfig) -> tuple[float, float]:  # type: ignore[type-arg]
+def disagreement(
+    keys: tuple[Keypoints, Keypoints], other: tuple[Keypoints, Keypoints], config: VerifyConfig
+) -> tuple[float, float]:
     """Share and centre disagreement of the pair's match with the most inliers (direct or
     mirrored first picture); (1, 1) when neither matches."""
     best: tuple[int, float, float] = (-1, 1.0, 1.0)
@@ -72,9 +74,9 @@ def measure_set(bench: Path, scan: Path, config: VerifyConfig) -> list[Row]:
         measured = list(
             pool.map(lambda p: disagreement(keys[str(p["a"])], keys[str(p["b"])], config), pairs)
         )
-    groups = [list(g) for g in load_truth(bench).groups]
+    group = {name: members for members in map(list, load_truth(bench).groups) for name in members}
     return [
-        (kind_of(groups, Path(p["a"]).name, Path(p["b"]).name), float(p["coverage"]), *m)
+        (kind_of(group, Path(p["a"]).name, Path(p["b"]).name), float(p["coverage"]), *m)
         for p, m in zip(pairs, measured, strict=True)
     ]
 
