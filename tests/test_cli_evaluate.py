@@ -196,3 +196,21 @@ def test_calibrate_writes_a_checkpoint_meeting_the_target(
     metrics = evaluate_model(load_truth(bench_dir), calibrated).metrics
     # On the set it was calibrated on, the chosen cut-off meets the target (or finds none).
     assert metrics.precision >= 0.99 or metrics.tp == 0
+
+
+def test_calibrate_keeps_a_given_confident_cut_off(
+    bench_dir: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from lookalike.model import load_model
+
+    out = tmp_path / "calibrated.pt"
+    args = ["calibrate", str(tiny_checkpoint), str(bench_dir), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--confident", "0.9987", "--json"])
+    assert result.exit_code == 0, result.output
+    calibrated = load_model(out)
+    assert calibrated.verify is not None
+    assert calibrated.verify.confident_cnn_similarity == pytest.approx(0.9987)
+    assert "CNN-confident from 0.9987" in json.loads(result.output)["method"]
+    args[-1] = str(tmp_path / "other.pt")
+    refused = runner.invoke(app, [*args, "--confident", "1.5"])
+    assert refused.exit_code == 2 and not (tmp_path / "other.pt").exists()

@@ -212,6 +212,14 @@ def calibrate_command(
     verify: bool = typer.Option(
         True, "--verify/--no-verify", help="Confirm ambiguous pairs by local-feature matching."
     ),
+    confident: float | None = typer.Option(
+        None,
+        "--confident",
+        min=0.0,
+        max=1.0,
+        help="CNN-confident cut-off to use: pairs at or above it skip verification "
+        "(default: the CNN alone's cut-off at precision 0.99 on this set).",
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Choose min_similarity on a calibration set for a target pair precision."""
@@ -227,7 +235,7 @@ def calibrate_command(
         loaded = load_model_option(checkpoint)
         loaded = replace(loaded, verify=(loaded.verify or VerifyConfig()) if verify else None)
         calibrated, result = calibrate_model(
-            loaded, load_truth(bench_dir), target_precision=precision
+            loaded, load_truth(bench_dir), target_precision=precision, confident=confident
         )
         save_model(calibrated, out)
     if json_output:

@@ -327,20 +327,25 @@ def calibrate_model(
     *,
     target_precision: float = 0.99,
     workers: int | None = None,
+    confident: float | None = None,
 ) -> tuple[Model, Evaluation]:
     """Choose min_similarity on a calibration set: the lowest cut-off with pair precision
     >= `target_precision`.
 
-    With geometric verification, the CNN alone is calibrated first: pairs at or above its
-    own cut-off are confident and skip verification; then the verified system's scores
-    are calibrated. Returns the calibrated model and its evaluation on the set.
+    With geometric verification, the CNN-confident cut-off is set first: pairs at or above
+    it skip verification. It is `confident` when given, else the CNN alone's own cut-off at
+    precision 0.99 on the set. Then the verified system's scores are calibrated. Returns the
+    calibrated model and its evaluation on the set.
     """
     truth = _as_truth(bench)
     verify = model.verify
+    if confident is not None and not 0.0 <= confident <= 1.0:
+        raise ValueError(f"confident cut-off {confident} is outside [0, 1]")
     if verify is not None:
-        plain = evaluate_model(truth, replace(model, verify=None), workers=workers)
-        confident = plain.metrics.at_p99.min_score
-        verify = replace(verify, confident_cnn_similarity=min(1.0, float(confident)))
+        if confident is None:
+            plain = evaluate_model(truth, replace(model, verify=None), workers=workers)
+            confident = float(plain.metrics.at_p99.min_score)
+        verify = replace(verify, confident_cnn_similarity=min(1.0, confident))
         model = replace(model, verify=verify)
     if target_precision not in (0.99, 0.999):
         raise ValueError("target_precision must be 0.99 or 0.999")
