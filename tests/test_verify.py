@@ -624,3 +624,23 @@ def test_further_neighbours_are_verified_only_where_a_picture_has_copies(tiny_mo
     assert scores[(0, 4)] >= 0.99
     everything = candidate_scores(replace(tiny_model, verify=config), vectors, images.__getitem__)
     assert set(verified) <= set(everything)
+
+
+def test_pairs_scored_block_by_block_equal_pairs_scored_at_once(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from lookalike import candidates
+    from lookalike.candidates import by_pair_blocks
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[40:] = vectors[0] + rng.normal(scale=0.02, size=(10, 8))  # near copies of row 0
+    pairs = np.array([(i, j) for i in range(50) for j in range(i + 1, 50)], dtype=np.int64)
+    at_once = tiny_model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    blocks = by_pair_blocks(tiny_model.cnn_similarity, vectors, pairs, block=7)
+    np.testing.assert_array_equal(blocks, at_once)
+    assert by_pair_blocks(tiny_model.cnn_similarity, vectors, pairs[:0]).shape == (0,)
+    raw, check = tiny_model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    kept, scores = candidates._ambiguous(tiny_model, vectors, pairs)
+    assert check.any() and not check.all()
+    np.testing.assert_array_equal(kept, pairs[check])
+    np.testing.assert_array_equal(scores, raw[check])

@@ -177,13 +177,41 @@ def expansion_pairs(
     return _ambiguous(model, vectors, pairs)
 
 
+PAIR_BLOCK = 65_536
+"""Pairs scored at a time from their rows' embeddings. Gathering both rows of every pair
+at once holds 1 KB a pair (128-d float32, twice): 19 GB for the 9 M candidate pairs of a
+million images, where a block holds 67 MB."""
+
+
+def by_pair_blocks(
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    vectors: np.ndarray,
+    pairs: np.ndarray,
+    block: int = PAIR_BLOCK,
+) -> np.ndarray:
+    """`score(vectors[pairs[:, 0]], vectors[pairs[:, 1]])`, computed `block` pairs at a
+    time so memory stays bounded however many pairs there are."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    parts = [
+        np.asarray(score(vectors[part[:, 0]], vectors[part[:, 1]]))
+        for part in (pairs[start : start + block] for start in range(0, len(pairs), block))
+    ]
+    return np.concatenate(parts) if parts else np.asarray(score(vectors[:0], vectors[:0]))
+
+
 def _ambiguous(
     model: Model, vectors: np.ndarray, pairs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs whose CNN similarity calls for verification, with that similarity
     (`Model.verification_prior`: near-flat pictures' pairs are verified from 0)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    raw, keep = model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+
+    def prior(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raw, check = model.verification_prior(a, b)
+        return np.where(check, raw, np.nan)  # NaN: not verified
+
+    raw = by_pair_blocks(prior, vectors, pairs)
+    keep = ~np.isnan(raw)
     return pairs[keep], raw[keep]
 
 
@@ -275,7 +303,7 @@ def candidate_scores(
         )
         vouched = np.stack([confident.i, confident.j], 1)
         if len(vouched):  # the CNN does not vouch for a near-flat picture
-            vouched = vouched[~model.flat_pairs(vectors[vouched[:, 0]], vectors[vouched[:, 1]])]
+            vouched = vouched[~by_pair_blocks(model.flat_pairs, vectors, vouched)]
     verify(*candidate_pairs(model, vectors, search))
     if staged:
         verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))

@@ -13,7 +13,14 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from lookalike.candidates import KnownPairs, Matcher, Pairs, candidate_scores, file_loader
+from lookalike.candidates import (
+    KnownPairs,
+    Matcher,
+    Pairs,
+    by_pair_blocks,
+    candidate_scores,
+    file_loader,
+)
 from lookalike.index import build_search, find_pairs
 from lookalike.model import Model
 from lookalike.score import cosine_from_cnn_similarity, decide
@@ -54,7 +61,8 @@ def pair_scores(
         search=search,
         on_progress=lambda done, _n: report("search", done, n),
     )
-    raw = model.unverified_similarity(model.cnn_similarity(vectors[found.i], vectors[found.j]))
+    found_pairs = np.stack([found.i, found.j], axis=1)
+    raw = model.unverified_similarity(by_pair_blocks(model.cnn_similarity, vectors, found_pairs))
     verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)
