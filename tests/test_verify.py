@@ -630,17 +630,19 @@ def test_pairs_scored_block_by_block_equal_pairs_scored_at_once(tiny_model) -> N
     from lookalike import candidates
     from lookalike.candidates import by_pair_blocks
 
+    model = replace(tiny_model, verify=VerifyConfig(min_cnn_similarity=0.6), detail=None)
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(50, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors[40:] = vectors[0] + rng.normal(scale=0.02, size=(10, 8))  # near copies of row 0
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     pairs = np.array([(i, j) for i in range(50) for j in range(i + 1, 50)], dtype=np.int64)
-    at_once = tiny_model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    blocks = by_pair_blocks(tiny_model.cnn_similarity, vectors, pairs, block=7)
+    at_once = model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    blocks = by_pair_blocks(model.cnn_similarity, vectors, pairs, block=7)
     np.testing.assert_array_equal(blocks, at_once)
-    assert by_pair_blocks(tiny_model.cnn_similarity, vectors, pairs[:0]).shape == (0,)
-    raw, check = tiny_model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    kept, scores = candidates._ambiguous(tiny_model, vectors, pairs)
+    assert by_pair_blocks(model.cnn_similarity, vectors, pairs[:0]).shape == (0,)
+    raw, check = model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    kept, scores = candidates._ambiguous(model, vectors, pairs)
     assert check.any() and not check.all()
     np.testing.assert_array_equal(kept, pairs[check])
     np.testing.assert_array_equal(scores, raw[check])
