@@ -628,7 +628,7 @@ def test_further_neighbours_are_verified_only_where_a_picture_has_copies(tiny_mo
 
 def test_pairs_scored_block_by_block_equal_pairs_scored_at_once(tiny_model) -> None:  # type: ignore[no-untyped-def]
     from lookalike import candidates
-    from lookalike.candidates import by_pair_blocks
+    from lookalike.candidates import score_in_blocks
 
     model = replace(tiny_model, verify=VerifyConfig(min_cnn_similarity=0.6), detail=None)
     rng = np.random.default_rng(3)
@@ -638,9 +638,9 @@ def test_pairs_scored_block_by_block_equal_pairs_scored_at_once(tiny_model) -> N
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     pairs = np.array([(i, j) for i in range(50) for j in range(i + 1, 50)], dtype=np.int64)
     at_once = model.cnn_similarity(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    blocks = by_pair_blocks(model.cnn_similarity, vectors, pairs, block=7)
+    blocks = score_in_blocks(model.cnn_similarity, vectors, pairs, block=7)
     np.testing.assert_array_equal(blocks, at_once)
-    assert by_pair_blocks(model.cnn_similarity, vectors, pairs[:0]).shape == (0,)
+    assert score_in_blocks(model.cnn_similarity, vectors, pairs[:0]).shape == (0,)
     raw, check = model.verification_prior(vectors[pairs[:, 0]], vectors[pairs[:, 1]])
     kept, scores = candidates._ambiguous(model, vectors, pairs)
     assert check.any() and not check.all()

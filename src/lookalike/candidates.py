@@ -183,7 +183,7 @@ at once holds 1 KB a pair (128-d float32, twice): 19 GB for the 9 M candidate pa
 million images, where a block holds 67 MB."""
 
 
-def by_pair_blocks(
+def score_in_blocks(
     score: Callable[[np.ndarray, np.ndarray], np.ndarray],
     vectors: np.ndarray,
     pairs: np.ndarray,
@@ -210,7 +210,7 @@ def _ambiguous(
         raw, check = model.verification_prior(a, b)
         return np.where(check, raw, np.nan)  # NaN: not verified
 
-    raw = by_pair_blocks(prior, vectors, pairs)
+    raw = score_in_blocks(prior, vectors, pairs)
     keep = ~np.isnan(raw)
     return pairs[keep], raw[keep]
 
@@ -303,7 +303,7 @@ def candidate_scores(
         )
         vouched = np.stack([confident.i, confident.j], 1)
         if len(vouched):  # the CNN does not vouch for a near-flat picture
-            vouched = vouched[~by_pair_blocks(model.flat_pairs, vectors, vouched)]
+            vouched = vouched[~score_in_blocks(model.flat_pairs, vectors, vouched)]
     verify(*candidate_pairs(model, vectors, search))
     if staged:
         verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))

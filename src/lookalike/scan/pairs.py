@@ -17,9 +17,9 @@ from lookalike.candidates import (
     KnownPairs,
     Matcher,
     Pairs,
-    by_pair_blocks,
     candidate_scores,
     file_loader,
+    score_in_blocks,
 )
 from lookalike.index import build_search, find_pairs
 from lookalike.model import Model
@@ -62,7 +62,7 @@ def pair_scores(
         on_progress=lambda done, _n: report("search", done, n),
     )
     found_pairs = np.stack([found.i, found.j], axis=1)
-    raw = model.unverified_similarity(by_pair_blocks(model.cnn_similarity, vectors, found_pairs))
+    raw = model.unverified_similarity(score_in_blocks(model.cnn_similarity, vectors, found_pairs))
     verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)
