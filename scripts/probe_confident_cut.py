@@ -6,10 +6,9 @@
 Pairs at or above `verify.confident_cnn_similarity` skip verification, so a false pair there
 is decided by the CNN alone. For each benchmark set this embeds every image once, scores all
 pairs with the CNN alone (the model's detail gate included) and prints the highest negative
-scores with their files, and the share of copies at or above each candidate cut-off. A
-`--folder` of distinct photos (e.g. the clothing calibrate split: garments on one carpet)
-counts every pair as negative except pairs the folder's own truth does not know, which is
-why it is meant for folders without copies. Use calibrate material only.
+scores with their files, and the share of copies at or above each candidate cut-off. Every
+pair of a `--folder` counts as negative, so it is meant for folders of distinct photos (e.g.
+the clothing calibrate split: garments on one carpet). Use calibrate material only.
 """
 
 from __future__ import annotations
@@ -85,11 +84,9 @@ def _report(
     row = {Path(p): i for i, p in enumerate(embedded.paths)}
     index = np.array([row[Path(p)] for p in paths])
     vectors = embedded.vectors[index]
-    score = model.cnn_similarity_matrix
     a, b = positives
-    pairs = zip(a, b, strict=True)
-    pos = np.array([float(score(vectors[[i]], vectors[[j]])[0, 0]) for i, j in pairs])
-    negatives = _top_negatives(vectors, group, score, top)
+    pos = model.cnn_similarity(vectors[a], vectors[b])
+    negatives = _top_negatives(vectors, group, model.cnn_similarity_matrix, top)
     print(f"\n{name}: {len(paths)} images, {pos.size} copies")
     if pos.size:
         shares = ", ".join(f"≥{c}: {np.mean(pos >= c):.3f}" for c in CUTS)
