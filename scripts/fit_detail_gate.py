@@ -1,12 +1,15 @@
 """Give a model a detail gate: near-flat pictures stop being copies on the CNN's word.
 
-    python scripts/fit_detail_gate.py MODEL.pt runs/train_half_a -o OUT.pt [--min-detail 0.015]
+    python scripts/fit_detail_gate.py MODEL.pt runs/train_half_a -o OUT.pt \
+        [--min-detail 0.015] [--side 64]
 
 Fits `lookalike.model.detail.fit_detail_gate` on training photos only (each whole photo
 and six random square crops of it, 20–50 % of its shorter side: crops of skies and walls
-are where flat pictures come from), then saves MODEL with the gate. Calibrate the result
-afterwards (`lookalike calibrate OUT.pt runs/bench/calibrate-cc -o ...`): the gate changes
-which pairs the CNN vouches for, so the cut-offs move.
+are where flat pictures come from), then saves MODEL with the gate. `--side` is the side
+of the grey picture detail is measured on: 64 reads texture, 16 structure (a tile of one
+wall has grain but no shapes). Calibrate the result afterwards (`lookalike calibrate
+OUT.pt runs/bench/calibrate-cc -o ...`): the gate changes which pairs the CNN vouches
+for, so the cut-offs move.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("photos", type=Path, help="Training photos (never calibrate or test).")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--min-detail", type=float, default=0.015)
+    parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--crops", type=int, default=6)
     args = parser.parse_args(argv)
     model = load_model(args.model)
@@ -50,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             crop = image.crop((x, y, x + side, y + side))
             inputs.append(prepare_image(crop, model.preprocess))
     pixels = np.stack(inputs)
-    details = np.array([detail_of_pixels(p) for p in pixels])
+    details = np.array([detail_of_pixels(p, args.side) for p in pixels])
     vectors = np.concatenate(
         [model.embed_arrays(pixels[i : i + 64]) for i in range(0, len(pixels), 64)]
     )
@@ -59,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         details,
         args.min_detail,
         method=f"ridge on {len(photos)} training photos + {args.crops} crops each",
+        side=args.side,
     )
     predicted = gate.detail(vectors)
     correlation = np.corrcoef(np.log(details + 1e-4), np.log(predicted + 1e-4))[0, 1]

@@ -427,6 +427,20 @@ def test_detail_measures_flat_and_textured_pictures() -> None:
     assert detail_of_pixels(sky) < 0.005 < 0.1 < detail_of_pixels(noise)
 
 
+def test_coarse_detail_reads_structure_not_grain() -> None:
+    """A tile of one wall (grain, no shapes) has detail at 64 px but little at 16 px; a
+    picture with shapes has it at both."""
+    from lookalike.model import detail_of_pixels
+
+    rng = np.random.default_rng(0)
+    wall = np.clip(rng.normal(150, 30, (160, 160, 3)), 0, 255).astype(np.uint8)
+    shapes = wall.copy()
+    shapes[20:80, 30:90] = 30
+    shapes[100:150, 90:140] = 240
+    assert detail_of_pixels(wall) > 0.05
+    assert detail_of_pixels(wall, side=16) < 0.02 < 0.05 < detail_of_pixels(shapes, side=16)
+
+
 def test_a_detail_gate_zeroes_flat_pairs_and_is_kept_in_the_checkpoint(
     tiny_model: Model, tmp_path: Path
 ) -> None:
@@ -462,6 +476,19 @@ def test_a_detail_gate_zeroes_flat_pairs_and_is_kept_in_the_checkpoint(
     loaded = load_model(tmp_path / "gated.pt")
     assert loaded.detail == gated.detail
     assert rule_fingerprint(loaded) != rule_fingerprint(tiny_model)
+
+    coarse = replace(gated, detail=replace(gated.detail, side=16))
+    save_model(coarse, tmp_path / "coarse.pt")
+    assert load_model(tmp_path / "coarse.pt").detail == coarse.detail
+    assert rule_fingerprint(coarse) != rule_fingerprint(gated)
+
+    # A gate saved before `side` existed reads as 64 px, with its fingerprint unchanged.
+    payload = torch.load(tmp_path / "gated.pt", weights_only=True)
+    del payload["detail"]["side"]
+    torch.save(payload, tmp_path / "older.pt")
+    older = load_model(tmp_path / "older.pt")
+    assert older.detail == gated.detail and older.detail.side == 64
+    assert rule_fingerprint(older) == rule_fingerprint(gated)
 
 
 def test_a_cnn_confident_pair_ranks_with_well_verified_ones_and_decides_alike(

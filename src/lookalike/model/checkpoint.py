@@ -12,7 +12,7 @@ import torch
 
 from lookalike.errors import LookalikeError
 from lookalike.model.core import Calibration, Model
-from lookalike.model.detail import DetailGate
+from lookalike.model.detail import DETAIL_SIDE, DetailGate
 from lookalike.model.network import Encoder, EncoderConfig
 from lookalike.model.preprocess import Preprocess
 from lookalike.verify import (
@@ -103,6 +103,7 @@ def _detail_gate(stored: Any) -> DetailGate | None:
         weights=tuple(float(w) for w in stored["weights"]),
         min_detail=float(stored["min_detail"]),
         method=str(stored.get("method", "")),
+        side=int(stored.get("side", DETAIL_SIDE)),  # (absent before v1.15: all at 64 px)
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lookalike.model.detail import DetailGate
+from lookalike.model.detail import DETAIL_SIDE, DetailGate
 from lookalike.model.inference import Inference
 from lookalike.model.network import Encoder
 from lookalike.model.preprocess import (
@@ -287,7 +287,10 @@ def rule_fingerprint(model: Model) -> str:
     rule fingerprints (and equal model fingerprints) can be reused."""
     settings: object = model.verify.fingerprint_settings() if model.verify is not None else None
     if model.detail is not None:  # (absent from older models: their fingerprints stay)
-        settings = (settings, asdict(model.detail))
+        gate = asdict(model.detail)
+        if gate["side"] == DETAIL_SIDE:  # (so are gates from before `side` existed)
+            del gate["side"]
+        settings = (settings, gate)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 

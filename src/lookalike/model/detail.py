@@ -3,8 +3,10 @@ sky, a bare wall) all embed alike, so the CNN cannot tell two of them apart and 
 call them copies on its own word.
 
 A picture's *detail* is the mean absolute difference of neighbouring grey levels (0–1)
-of its encoder input shrunk to 64 × 64 (`detail_of_pixels`): a clear sky ~0.002, a
-photo's median ~0.06. A linear read-out of the embedding predicts its logarithm
+of its encoder input shrunk to `side` × `side` (`detail_of_pixels`): at 64 px a clear
+sky ~0.002, a photo's median ~0.06. At 16 px it reads structure rather than texture: a
+tile of one wall or one lawn has grain but no shapes, and the CNN embeds such tiles
+alike as it does skies. A linear read-out of the embedding predicts its logarithm
 (`fit_detail_gate`, ridge regression on training pictures), so every scorer of
 embeddings — scan, evaluation, leak checks, search — knows it without storing anything
 more. `Model.cnn_similarity` scores a pair 0 when either picture's predicted detail is
@@ -21,7 +23,7 @@ from PIL import Image
 from lookalike.verify.matching import neighbour_difference
 
 DETAIL_SIDE = 64
-"""Side of the grey picture detail is measured on."""
+"""Side of the grey picture detail is measured on, unless a gate says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class DetailGate:
     """D weights, then the bias: log(detail + 1e-4) ≈ vector · weights[:-1] + weights[-1]."""
     min_detail: float = 0.015
     method: str = ""
+    side: int = DETAIL_SIDE
+    """Side of the grey picture the detail was measured on when the read-out was fitted."""
 
     def detail(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted detail of each embedding row (N,)."""
@@ -45,13 +49,11 @@ class DetailGate:
         return self.detail(vectors) < self.min_detail
 
 
-def detail_of_pixels(pixels: np.ndarray) -> float:
+def detail_of_pixels(pixels: np.ndarray, side: int = DETAIL_SIDE) -> float:
     """Detail of one prepared encoder input (uint8 HWC RGB): mean absolute difference of
-    neighbouring grey levels at 64 × 64, both directions summed."""
+    neighbouring grey levels at `side` × `side`, both directions summed."""
     grey = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("L")
-    return neighbour_difference(
-        np.asarray(grey.resize((DETAIL_SIDE, DETAIL_SIDE), Image.Resampling.BOX))
-    )
+    return neighbour_difference(np.asarray(grey.resize((side, side), Image.Resampling.BOX)))
 
 
 def fit_detail_gate(
@@ -60,9 +62,11 @@ def fit_detail_gate(
     min_detail: float = 0.015,
     ridge: float = 1.0,
     method: str = "",
+    side: int = DETAIL_SIDE,
 ) -> DetailGate:
-    """Ridge regression of log detail on the embeddings (N, D) of training pictures."""
+    """Ridge regression of log detail (measured at `side` px) on the embeddings (N, D) of
+    training pictures."""
     x = np.hstack([np.asarray(vectors, dtype=np.float64), np.ones((len(vectors), 1))])
     y = np.log(np.asarray(details, dtype=np.float64) + 1e-4)
     w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
-    return DetailGate(tuple(float(v) for v in w), float(min_detail), method)
+    return DetailGate(tuple(float(v) for v in w), float(min_detail), method, int(side))
