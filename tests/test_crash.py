@@ -13,7 +13,7 @@ import random
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,6 +56,37 @@ def _kill_after(
     return launcher.wait(pid) == -9
 
 
+def _ended(pid: int) -> bool:
+    """Whether a started command has exited (gone, or a zombie its launcher has not reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _any_gone(paths: list[Path]) -> Callable[[], bool]:
+    """A test of whether any of `paths` has gone (been moved away)."""
+    return lambda: not all(path.exists() for path in paths)
+
+
+def _kill_when(
+    launcher: Launcher,
+    started: Callable[[], bool],
+    delay: float,
+    *args: str | Path,
+    setup: str | None = None,
+) -> bool:
+    """Run the command, SIGKILL it `delay` s after `started()` holds (or it has ended);
+    True if it was killed."""
+    pid = launcher.start(*args, setup=setup)
+    deadline = time.monotonic() + 60
+    while not started() and not _ended(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(delay)
+    launcher.kill(pid)
+    return launcher.wait(pid) == -9
+
+
 def _kill_once_moving(
     launcher: Launcher, folder: Path, delay: float, *args: str | Path, setup: str | None = None
 ) -> bool:
@@ -64,13 +95,9 @@ def _kill_once_moving(
     The manifest is written before the first move, so on a loaded machine too the kill
     lands among the moves (or just after them); True if it was killed.
     """
-    pid = launcher.start(*args, setup=setup)
-    deadline = time.monotonic() + 60
-    while not any(folder.glob("manifest-*.jsonl")) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(delay)
-    launcher.kill(pid)
-    return launcher.wait(pid) == -9
+    return _kill_when(
+        launcher, lambda: any(folder.glob("manifest-*.jsonl")), delay, *args, setup=setup
+    )
 
 
 # -- scan ---------------------------------------------------------------------------------
@@ -300,8 +327,19 @@ def test_a_quarantine_killed_mid_move_loses_nothing_and_restores_every_file(
             continue
         (manifest,) = manifests
         assert {m.src for m in read_manifest(manifest)} == set(scanned.moves)
-        delay = rng.uniform(0.0, back * 1.5)
-        restores_killed += _kill_after(launcher, delay, "restore", manifest, setup=setup)
+        if trial % 2:  # aimed at the moves back: a partial restore takes milliseconds
+            held = [folder / rel for rel in scanned.moves.values() if (folder / rel).exists()]
+            restores_killed += _kill_when(
+                launcher,
+                _any_gone(held),
+                rng.uniform(0.0, 0.005),
+                "restore",
+                manifest,
+                setup=setup,
+            )
+        else:
+            delay = rng.uniform(0.0, back * 1.5)
+            restores_killed += _kill_after(launcher, delay, "restore", manifest, setup=setup)
         _check_nothing_lost(scanned, folder, f"trial {trial}, restore killed")
         restore(manifest)
         assert digests(scanned.photos) == scanned.before, f"trial {trial}"
