@@ -103,7 +103,7 @@ def _detail_gate(stored: Any) -> DetailGate | None:
         weights=tuple(float(w) for w in stored["weights"]),
         min_detail=float(stored["min_detail"]),
         method=str(stored.get("method", "")),
-        side=int(stored.get("side", DETAIL_SIDE)),  # (absent before v1.15: all at 64 px)
+        side=int(stored.get("side", DETAIL_SIDE)),  # (gates saved before `side` existed: 64 px)
     )
 
 
