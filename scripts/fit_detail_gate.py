@@ -29,6 +29,7 @@ from lookalike.model import (
     prepare_image,
     save_model,
 )
+from lookalike.model.detail import DETAIL_SIDE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("photos", type=Path, help="Training photos (never calibrate or test).")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--min-detail", type=float, default=0.015)
-    parser.add_argument("--side", type=int, default=64)
+    parser.add_argument("--side", type=int, default=DETAIL_SIDE)
     parser.add_argument("--crops", type=int, default=6)
     args = parser.parse_args(argv)
     model = load_model(args.model)
