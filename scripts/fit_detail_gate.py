@@ -1,13 +1,15 @@
 """Give a model a detail gate: near-flat pictures stop being copies on the CNN's word.
 
     python scripts/fit_detail_gate.py MODEL.pt runs/train_half_a -o OUT.pt \
-        [--min-detail 0.015] [--side 64]
+        [--min-detail 0.015] [--side 64] [--clear-detail 0.06]
 
 Fits `lookalike.model.detail.fit_detail_gate` on training photos only (each whole photo
 and six random square crops of it, 20–50 % of its shorter side: crops of skies and walls
 are where flat pictures come from), then saves MODEL with the gate. `--side` is the side
 of the grey picture detail is measured on: 64 reads texture, 16 structure (a tile of one
-wall has grain but no shapes). Calibrate the result afterwards (`lookalike calibrate
+wall has grain but no shapes). `--clear-detail` lets the detail embedders measure at 16 px
+overrule the read-out: a picture measured at least that detailed is never flat. Calibrate
+the result afterwards (`lookalike calibrate
 OUT.pt runs/bench/calibrate-cc -o ...`): the gate changes which pairs the CNN vouches
 for, so the cut-offs move.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--min-detail", type=float, default=0.015)
     parser.add_argument("--side", type=int, default=DETAIL_SIDE)
+    parser.add_argument("--clear-detail", type=float, default=None)
     parser.add_argument("--crops", type=int, default=6)
     args = parser.parse_args(argv)
     model = load_model(args.model)
@@ -68,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     predicted = gate.detail(vectors)
     correlation = np.corrcoef(np.log(details + 1e-4), np.log(predicted + 1e-4))[0, 1]
-    model.detail = gate
+    model.detail = replace(gate, clear_detail=args.clear_detail)
     save_model(model, args.out)
     print(
         f"{len(pixels)} pictures, {int((details < args.min_detail).sum())} flat by measure, "

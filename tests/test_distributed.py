@@ -216,6 +216,30 @@ def _write_shards(x: np.ndarray, folder: Path, rows: int, error_every: int = 0) 
     return paths
 
 
+def test_shard_rows_keep_each_pictures_measured_detail(tmp_path: Path) -> None:
+    _needs("pyarrow")
+    import pyarrow.parquet as pq
+
+    from lookalike.distributed import read_batches, shard_table
+
+    table = shard_table(
+        [0, 1, 2],
+        ["a.jpg", "bad.jpg", "c.jpg"],
+        np.eye(3, 4, dtype=np.float32),
+        [(10, 10)] * 3,
+        [None, "corrupt or truncated image", None],
+        [0.05, 0.07, np.nan],
+    )
+    pq.write_table(table, tmp_path / "part-000.parquet")
+    (batch,) = read_batches(tmp_path)
+    assert batch.indices.tolist() == [0, 2]
+    assert batch.measured()[0] == pytest.approx(0.05) and np.isnan(batch.measured()[1])
+    older = table.drop_columns(["detail"])  # a shard written before the column
+    pq.write_table(older, tmp_path / "part-000.parquet")
+    (batch,) = read_batches(tmp_path)
+    assert batch.details is None and np.isnan(batch.measured()).all()
+
+
 def test_sharded_search_equals_brute_force_locally(tmp_path: Path) -> None:
     _needs("pyarrow")
     from lookalike.distributed import find_pairs_sharded, read_paths, shard_offsets

@@ -31,7 +31,10 @@ def test_embed_all_returns_every_good_file_and_lists_the_corrupt_one(
     assert result.vectors.shape == (len(good), tiny_model.encoder.config.embed_dim)
     assert [e.path for e in result.errors] == [synthetic_folder.corrupt]
     assert result.errors[0].reason  # a reason a user can read
-    np.testing.assert_allclose(result.vectors, tiny_model.embed(good), atol=1e-5)
+    vectors, measured = tiny_model.embed_measured(good)
+    np.testing.assert_allclose(result.vectors, vectors, atol=1e-5)
+    np.testing.assert_allclose(result.details, measured)  # measured beside each vector
+    assert measured.shape == (len(good),) and (measured > 0).all()
 
 
 def test_worker_counts_agree(tiny_model: Model, all_files: list[Path]) -> None:

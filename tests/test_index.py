@@ -247,3 +247,41 @@ def test_an_index_from_before_keeper_traits_gains_the_table(tmp_path: Path) -> N
     with build_index(path, model) as index:
         index.store_traits([])
         assert index.traits() == {}
+
+
+def test_embeddings_keep_their_measured_detail_and_a_gate_that_reads_it_measures_old_ones(
+    tmp_path: Path, synthetic_folder: SyntheticFolder
+) -> None:
+    """A scan stores each picture's measured detail beside its vector; an index from
+    before the column reads as unknown (NaN), is kept by a model that does not need the
+    measure, and is embedded again by one whose gate reads it (`clear_detail`)."""
+    from dataclasses import replace
+
+    from lookalike.model import DetailGate, load_prepared, measure_detail
+    from lookalike.scan import scan_folder
+
+    index = tmp_path / "idx"
+    model = content_model()
+    first = scan_folder([synthetic_folder.root], index, model=model, workers=1)
+    with open_index(index) as store:
+        hashes, _ = store.embedded_vectors()
+        details = store.details(hashes)
+        path = store.files_with_contents(hashes[:1])[0].path
+    assert len(hashes) == first.stats.embedded and np.isfinite(details).all()
+    assert details[0] == pytest.approx(measure_detail(load_prepared(path, model.preprocess)))
+
+    with build_index(index, model) as store, store.transaction() as conn:
+        conn.execute("ALTER TABLE embeddings DROP COLUMN detail")  # as an older index
+    with open_index(index) as store:
+        assert np.isnan(store.details(hashes)).all()  # read-only: not known, no error
+    kept = scan_folder([synthetic_folder.root], index, model=model, workers=1)
+    assert kept.stats.embedded == 0  # the read-out gate (or none) needs no measure
+    with open_index(index) as store:
+        assert np.isnan(store.details(hashes)).all()
+
+    gate = DetailGate((0.0,) * 65, min_detail=0.0, side=16, clear_detail=0.06)
+    gated = replace(model, detail=gate)
+    again = scan_folder([synthetic_folder.root], index, model=gated, workers=1)
+    assert again.stats.embedded == len(hashes)
+    with open_index(index) as store:
+        np.testing.assert_allclose(store.details(hashes), details)

@@ -491,6 +491,48 @@ def test_a_detail_gate_zeroes_flat_pairs_and_is_kept_in_the_checkpoint(
     assert rule_fingerprint(older) == rule_fingerprint(gated)
 
 
+def test_measured_detail_overrules_a_flat_read_out_only_where_known_and_clear(
+    tiny_model: Model, tmp_path: Path
+) -> None:
+    """With `clear_detail`, a picture the read-out calls flat but measured as detailed is
+    not flat; unknown (NaN) measures and gates without `clear_detail` keep the read-out."""
+    from lookalike.model import DetailGate, measure_detail, rule_fingerprint
+
+    dim = tiny_model.encoder.config.embed_dim
+    weights = (1.0,) + (0.0,) * (dim - 1) + (-4.0,)
+    unit = np.zeros((4, dim))
+    unit[:, 0] = [-0.6, -0.5, 0.6, -0.5]  # by the read-out rows 0, 1, 3 flat; 2 not
+    unit[:, 1] = 0.8
+    measured = np.array([0.01, 0.2, 0.01, np.nan])  # row 1 measured clear; row 3 unknown
+    gate = DetailGate(weights, min_detail=float(np.exp(-4) - 1e-4), side=16)
+    assert gate.flat(unit, measured).tolist() == [True, True, False, True]  # no clear_detail
+    clear = replace(gate, clear_detail=0.06)
+    assert clear.flat(unit).tolist() == [True, True, False, True]  # nothing measured
+    assert clear.flat(unit, measured).tolist() == [True, False, False, True]
+
+    model = replace(tiny_model, detail=clear)
+    flat = model.flat(unit, measured)
+    plain = model.cnn_similarity(unit[[1]], unit[[2]], gate=False)
+    assert plain[0] > 0 and model.cnn_similarity(unit[[1]], unit[[2]]).tolist() == [0.0]
+    assert model.cnn_similarity(unit[[1]], unit[[2]], flat=flat[[1]] | flat[[2]]).tolist() == [
+        pytest.approx(plain[0])
+    ]
+    assert model.verification_prior(unit[[1]], unit[[2]], flat[[1]] | flat[[2]])[0].tolist() == [
+        pytest.approx(plain[0])
+    ]
+    matrix = model.cnn_similarity_matrix(unit, unit, flat, flat)
+    assert matrix[1, 2] > 0 and matrix[1, 3] == 0 and matrix[0, 1] == 0
+    assert (model.cnn_similarity_matrix(unit, unit)[1] == 0).all()  # the read-out alone
+
+    shapes = np.zeros((64, 64, 3), dtype=np.uint8)
+    shapes[8:40, 8:40] = 255
+    assert measure_detail(shapes) > 0.06 > measure_detail(np.full((64, 64, 3), 90, np.uint8))
+
+    save_model(model, tmp_path / "clear.pt")
+    assert load_model(tmp_path / "clear.pt").detail == clear
+    assert rule_fingerprint(model) != rule_fingerprint(replace(model, detail=gate))
+
+
 def test_a_cnn_confident_pair_ranks_with_well_verified_ones_and_decides_alike(
     tiny_model: Model, tmp_path: Path
 ) -> None:

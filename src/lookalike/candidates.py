@@ -103,15 +103,19 @@ def file_loader(paths: list[str], config: VerifyConfig | None) -> Callable[[int]
 
 
 def candidate_pairs(
-    model: Model, vectors: np.ndarray, search: faiss.Index | None = None
+    model: Model,
+    vectors: np.ndarray,
+    search: faiss.Index | None = None,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(P, 2) row pairs to verify first and their CNN similarities (each row's
-    `first_candidates` nearest, or `candidates_per_image`); empty without a verify config."""
+    `first_candidates` nearest, or `candidates_per_image`); empty without a verify config.
+    `flat` (N,) says which rows are near-flat pictures (`Model.flat`; default: read)."""
     config = model.verify
     if config is None or len(vectors) < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
     near = nearest_pairs(vectors, _first(config), search=search)
-    return _ambiguous(model, vectors, np.stack([near.i, near.j], axis=1))
+    return _ambiguous(model, vectors, np.stack([near.i, near.j], axis=1), flat)
 
 
 def _first(config: VerifyConfig) -> int:
@@ -127,10 +131,12 @@ def further_pairs(
     sure_rows: np.ndarray,
     search: faiss.Index | None = None,
     batch: int = 65536,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Round one's second step: each row's neighbours after its first `first_candidates`,
     up to `candidates_per_image`, where the row or the neighbour is in a sure pair (a
-    picture that has copies), as (P, 2) pairs i < j with their CNN similarities."""
+    picture that has copies), as (P, 2) pairs i < j with their CNN similarities (`flat`
+    as for `candidate_pairs`)."""
     config = model.verify
     n = len(vectors)
     sure_rows = np.unique(np.asarray(sure_rows, dtype=np.int64))
@@ -150,7 +156,7 @@ def further_pairs(
         keep = is_sure[image] | is_sure[other]
         found.append(np.stack([np.minimum(image, other), np.maximum(image, other)], 1)[keep])
     pairs = np.unique(np.concatenate(found), axis=0)
-    return _ambiguous(model, vectors, pairs)
+    return _ambiguous(model, vectors, pairs, flat)
 
 
 def expansion_pairs(
@@ -158,9 +164,11 @@ def expansion_pairs(
     vectors: np.ndarray,
     sure: np.ndarray,
     search: faiss.Index | None = None,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Second-round candidates: for each sure pair (a, c), c's `expand_neighbours`
-    nearest rows paired with a, and a's paired with c (see VerifyConfig)."""
+    nearest rows paired with a, and a's paired with c (see VerifyConfig; `flat` as for
+    `candidate_pairs`)."""
     config = model.verify
     if config is None or config.expand_neighbours < 1 or len(sure) == 0:
         return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
@@ -174,7 +182,7 @@ def expansion_pairs(
     keep = (other >= 0) & (other != image)
     a, b = np.minimum(image, other)[keep], np.maximum(image, other)[keep]
     pairs = np.unique(np.stack([a, b], axis=1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
-    return _ambiguous(model, vectors, pairs)
+    return _ambiguous(model, vectors, pairs, flat)
 
 
 PAIR_BLOCK = 65_536
@@ -184,33 +192,40 @@ million images, where a block holds 67 MB."""
 
 
 def score_in_blocks(
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    score: Callable[..., np.ndarray],
     vectors: np.ndarray,
     pairs: np.ndarray,
     block: int = PAIR_BLOCK,
+    flat: np.ndarray | None = None,
 ) -> np.ndarray:
     """`score(vectors[pairs[:, 0]], vectors[pairs[:, 1]])`, computed `block` pairs at a
-    time so memory stays bounded however many pairs there are."""
+    time so memory stays bounded however many pairs there are. With `flat` (which rows
+    are near-flat pictures, `Model.flat`), each call also gets whether each pair holds
+    one: `score(a, b, flat=...)`."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    parts = [
-        np.asarray(score(vectors[part[:, 0]], vectors[part[:, 1]]))
-        for part in (pairs[start : start + block] for start in range(0, len(pairs), block))
-    ]
-    return np.concatenate(parts) if parts else np.asarray(score(vectors[:0], vectors[:0]))
+
+    def one(part: np.ndarray) -> np.ndarray:
+        a, b = vectors[part[:, 0]], vectors[part[:, 1]]
+        if flat is None:
+            return np.asarray(score(a, b))
+        return np.asarray(score(a, b, flat=flat[part[:, 0]] | flat[part[:, 1]]))
+
+    parts = [one(pairs[start : start + block]) for start in range(0, len(pairs), block)]
+    return np.concatenate(parts) if parts else one(pairs[:0])
 
 
 def _ambiguous(
-    model: Model, vectors: np.ndarray, pairs: np.ndarray
+    model: Model, vectors: np.ndarray, pairs: np.ndarray, flat: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs whose CNN similarity calls for verification, with that similarity
     (`Model.verification_prior`: near-flat pictures' pairs are verified from 0)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
-    def prior(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        raw, check = model.verification_prior(a, b)
+    def prior(a: np.ndarray, b: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+        raw, check = model.verification_prior(a, b, flat)
         return np.where(check, raw, np.nan)  # NaN: not verified
 
-    raw = score_in_blocks(prior, vectors, pairs)
+    raw = score_in_blocks(prior, vectors, pairs, flat=flat)
     keep = ~np.isnan(raw)
     return pairs[keep], raw[keep]
 
@@ -226,6 +241,7 @@ def candidate_scores(
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     matcher: Matcher | None = None,
+    flat: np.ndarray | None = None,
 ) -> Pairs:
     """Verified similarity of every candidate pair; empty without a verify config.
 
@@ -238,12 +254,14 @@ def candidate_scores(
     least `keep_from` (or sure) are returned: a scan passes its review cut-off, so memory
     grows with the pairs it reports, not with the strangers it verified (every verified
     pair still reaches `on_verified`). `matcher` replaces `Model.match_counts` on `load`
-    (verification elsewhere, e.g. on a Ray cluster's workers).
+    (verification elsewhere, e.g. on a Ray cluster's workers). `flat` (N,) says which
+    rows are near-flat pictures (`Model.flat`; default: read from the embeddings).
     """
     config = model.verify
     scores: Pairs = {}
     if config is None or len(vectors) < 2:
         return scores
+    flat = model.flat(vectors) if flat is None else np.asarray(flat, dtype=bool)
     search = search if search is not None else build_search(vectors)
     n = len(vectors)
     known = reuse if isinstance(reuse, KnownPairs) else KnownPairs.of(reuse or {}, n)
@@ -302,13 +320,12 @@ def candidate_scores(
             vectors, cosine_from_cnn_similarity(config.confident_cnn_similarity), search=search
         )
         vouched = np.stack([confident.i, confident.j], 1)
-        if len(vouched):  # the CNN does not vouch for a near-flat picture
-            vouched = vouched[~score_in_blocks(model.flat_pairs, vectors, vouched)]
-    verify(*candidate_pairs(model, vectors, search))
+        vouched = vouched[~(flat[vouched[:, 0]] | flat[vouched[:, 1]])]  # not near-flat
+    verify(*candidate_pairs(model, vectors, search, flat))
     if staged:
-        verify(*further_pairs(model, vectors, sure_pairs().ravel(), search))
+        verify(*further_pairs(model, vectors, sure_pairs().ravel(), search, flat=flat))
     if config.expand_neighbours > 0:
-        verify(*expansion_pairs(model, vectors, sure_pairs(), search))
+        verify(*expansion_pairs(model, vectors, sure_pairs(), search, flat))
     return scores
 
 

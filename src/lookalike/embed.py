@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lookalike.io import UnreadableImage, open_image
-from lookalike.model import Model, Preprocess, prepare_image, standardise
+from lookalike.model import Model, Preprocess, measure_detail, prepare_image, standardise
 from lookalike.records import FileError
 from lookalike.runtime import OnnxEncoder
 
@@ -33,6 +33,8 @@ class Prepared:
     """What an error belongs to (io.UnreadableImage.kind)."""
     vector: np.ndarray | None = None
     """Set instead of `pixels` when the worker ran the network itself."""
+    detail: float = float("nan")
+    """The picture's measured detail (`lookalike.model.measure_detail`)."""
 
 
 @dataclass
@@ -43,6 +45,14 @@ class EmbeddedBatch:
     vectors: np.ndarray
     sizes: list[tuple[int, int]]
     errors: list[tuple[int, FileError]] = field(default_factory=list)
+    details: np.ndarray | None = None
+    """Each row's measured detail (`lookalike.model.measure_detail`); None: not measured."""
+
+    def measured(self) -> np.ndarray:
+        """`details`, NaN for each row where they were not measured."""
+        if self.details is None:
+            return np.full(len(self.indices), np.nan)
+        return np.asarray(self.details, dtype=np.float64)
 
 
 def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
@@ -50,7 +60,7 @@ def prepare_file(index: int, path: str, preprocess: Preprocess) -> Prepared:
     try:
         decoded = open_image(path, min_side=preprocess.decode_side)
         pixels = prepare_image(decoded.image, preprocess)
-        return Prepared(index, pixels, decoded.width, decoded.height)
+        return Prepared(index, pixels, decoded.width, decoded.height, detail=measure_detail(pixels))
     except UnreadableImage as exc:
         return Prepared(index, None, error=exc.reason, kind=exc.kind)
     except Exception as exc:  # a decoder bug must not stop a scan of a million files
@@ -194,6 +204,7 @@ def embed_paths(
             vectors=vectors,
             sizes=[(p.width, p.height) for p in good],
             errors=errors,
+            details=np.array([p.detail for p in good], dtype=np.float64),
         )
         if on_progress:
             on_progress(len(prepared))
@@ -201,11 +212,13 @@ def embed_paths(
 
 @dataclass
 class Embeddings:
-    """Embeddings of many files: row i of `vectors` belongs to `paths[i]`."""
+    """Embeddings of many files: row i of `vectors` and `details` belongs to `paths[i]`."""
 
     paths: list[Path]
     vectors: np.ndarray
     errors: list[FileError]
+    details: np.ndarray
+    """Measured detail of each row (`lookalike.model.measure_detail`; NaN: not measured)."""
 
 
 def embed_all(
@@ -220,13 +233,15 @@ def embed_all(
     paths = list(paths)
     kept: list[Path] = []
     chunks: list[np.ndarray] = []
+    details: list[np.ndarray] = []
     errors: list[FileError] = []
     for batch in embed_paths(
         paths, model, batch_size=batch_size, workers=workers, on_progress=on_progress
     ):
         kept.extend(Path(paths[i]) for i in batch.indices)
         chunks.append(batch.vectors)
+        details.append(batch.measured())
         errors.extend(e for _, e in batch.errors)
     dim = model.encoder.config.embed_dim
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
-    return Embeddings(kept, vectors, errors)
+    return Embeddings(kept, vectors, errors, np.concatenate(details) if details else np.zeros(0))

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.nn import functional as F
 
 from lookalike.io import load_image, write_new
-from lookalike.model import Model, load_model, prepare_image, to_tensor, trim_box
+from lookalike.model import Model, load_model, measure_detail, prepare_image, to_tensor, trim_box
 from lookalike.records import Explanation
 from lookalike.score import cnn_similarity_from_cosine, decide
 from lookalike.verify import (
@@ -218,7 +218,8 @@ def explain_pair(
         for cam, seen, full in zip(cams, (seen_a, seen_b), (full_a, full_b), strict=True)
     ]
     embeddings = model.embed_arrays(prepared)
-    raw, check = model.verification_prior(embeddings[:1], embeddings[1:])
+    flat = model.flat(embeddings, np.array([measure_detail(p) for p in prepared]))
+    raw, check = model.verification_prior(embeddings[:1], embeddings[1:], flat[:1] | flat[1:])
     score = float(raw[0])
     evidence = None
     if model.verify is not None and check[0]:

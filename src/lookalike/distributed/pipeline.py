@@ -28,7 +28,7 @@ from lookalike.distributed.shards import shard_files, shard_table, write_manifes
 from lookalike.distributed.verify import ray_matcher
 from lookalike.embed import EmbeddedBatch, prepare_file
 from lookalike.io import error_kind
-from lookalike.model import Model
+from lookalike.model import Model, measure_detail
 from lookalike.records import FileError
 
 FILES_PER_TASK = 256
@@ -51,14 +51,17 @@ class _EmbedBatches:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         ok = np.array([not e for e in batch["error"]], dtype=bool)
         vectors = np.zeros((len(ok), self.model.encoder.config.embed_dim), dtype=np.float32)
+        details = np.full(len(ok), np.nan)
         if ok.any():
             vectors[ok] = self.model.embed_arrays(batch["pixels"][ok])
+            details[ok] = [measure_detail(p) for p in batch["pixels"][ok]]
         return shard_table(
             batch["index"],
             [str(p) for p in batch["path"]],
             vectors,
             list(zip(batch["width"].tolist(), batch["height"].tolist(), strict=True)),
             [str(e) if e else None for e in batch["error"]],
+            details,
         )
 
 
@@ -164,6 +167,11 @@ def read_batches(folder: str | os.PathLike[str], batch_size: int = 64) -> Iterat
         vectors = part.column("vector").combine_chunks()
         dim = vectors.type.list_size
         values = vectors.filter(pa.array(good)).flatten().to_numpy(zero_copy_only=False)
+        details = (  # shards from before the column: not measured
+            np.array(part.column("detail").to_pylist(), dtype=np.float64)[good]
+            if "detail" in part.column_names
+            else None
+        )
         yield EmbeddedBatch(
             indices=index[good].astype(np.int64),
             vectors=values.reshape(-1, dim).astype(np.float32, copy=False),
@@ -182,6 +190,7 @@ def read_batches(folder: str | os.PathLike[str], batch_size: int = 64) -> Iterat
                 for i, p, e in zip(index, paths, errors, strict=True)
                 if e is not None
             ],
+            details=details,
         )
 
 

@@ -47,6 +47,7 @@ def shard_schema(dim: int) -> pa.Schema:
             pa.field("height", pa.int32()),
             pa.field("vector", pa.list_(pa.float32(), dim)),
             pa.field("error", pa.string()),
+            pa.field("detail", pa.float64()),  # lookalike.model.measure_detail
         ]
     )
 
@@ -57,8 +58,10 @@ def shard_table(
     vectors: np.ndarray,
     sizes: Sequence[tuple[int, int]],
     errors: Sequence[str | None],
+    details: Sequence[float] | np.ndarray | None = None,
 ) -> pa.Table:
-    """Rows of a shard; row k has a vector unless `errors[k]` (then its vector is null)."""
+    """Rows of a shard; row k has a vector unless `errors[k]` (then its vector is null),
+    and its measured detail (`details`; null where not given, not finite or failed)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
     failed = np.array([e is not None for e in errors], dtype=bool)
@@ -75,6 +78,17 @@ def shard_table(
             pa.array(height, pa.int32()),
             vector,
             pa.array(list(errors), pa.string()),
+            pa.array(
+                [
+                    None if f or not np.isfinite(d) else float(d)
+                    for f, d in zip(
+                        failed,
+                        np.full(len(failed), np.nan) if details is None else details,
+                        strict=True,
+                    )
+                ],
+                pa.float64(),
+            ),
         ],
         schema=shard_schema(dim),
     )

@@ -212,11 +212,14 @@ def evaluate_model_and_cnn(
         valid = index >= 0
         vectors = np.zeros((len(layout.paths), embedded.vectors.shape[1]), dtype=np.float32)
         vectors[valid] = embedded.vectors[index[valid]]
+        measured = np.full(len(layout.paths), np.nan)
+        measured[valid] = embedded.details[index[valid]]
+        flat = model.flat(vectors, measured)
         embed_cost = monitor.so_far()
-        refined = _refine_candidates(model, layout.paths, vectors)
+        refined = _refine_candidates(model, layout.paths, vectors, flat)
 
     def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        scores = model.cnn_similarity_matrix(vectors[rows], vectors[cols])
+        scores = model.cnn_similarity_matrix(vectors[rows], vectors[cols], flat[rows], flat[cols])
         return refined.apply(rows, cols, model.unverified_similarity(scores))
 
     evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
@@ -226,7 +229,7 @@ def evaluate_model_and_cnn(
         plain = model.without_verification()
 
         def cnn_scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return plain.cnn_similarity_matrix(vectors[rows], vectors[cols])
+            return plain.cnn_similarity_matrix(vectors[rows], vectors[cols], flat[rows], flat[cols])
 
         alone = _finish(CNN_SYSTEM, layout, cnn_scorer, plain.min_similarity, valid, embed_cost)
         metrics = replace(alone.metrics, min_similarity=plain.min_similarity, verified_pairs=0)
@@ -258,12 +261,16 @@ class _Refined:
         return scores
 
 
-def _refine_candidates(model: Model, paths: Sequence[Path], vectors: np.ndarray) -> _Refined:
+def _refine_candidates(
+    model: Model, paths: Sequence[Path], vectors: np.ndarray, flat: np.ndarray
+) -> _Refined:
     """Verify candidate pairs exactly as a scan does (see lookalike.candidates)."""
     if model.verify is None:
         return _Refined({}, 0)
     config = model.verify
-    scores = candidate_scores(model, vectors, lambda m: load_for_matching(paths[m], config))
+    scores = candidate_scores(
+        model, vectors, lambda m: load_for_matching(paths[m], config), flat=flat
+    )
     partners: dict[int, tuple[list[int], list[float]]] = {}
     for (a, b), value in scores.items():
         for x, y in ((a, b), (b, a)):

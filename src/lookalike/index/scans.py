@@ -118,18 +118,28 @@ class ScanTables(ResultTables):
 
     _PENDING = (
         "FROM files WHERE seen = ? AND hash IS NOT NULL AND error IS NULL AND same_as IS NULL "
-        "AND hash NOT IN (SELECT hash FROM embeddings)"
+        "AND hash NOT IN (SELECT hash FROM embeddings{})"
     )
 
-    def unembedded_count(self, scan_id: int) -> int:
-        """Contents of this scan that have no embedding (nor an error) yet."""
-        row = self._conn.execute(f"SELECT COUNT(DISTINCT hash) {self._PENDING}", (scan_id,))
+    def _pending(self, with_detail: bool) -> str:
+        return self._PENDING.format(" WHERE detail IS NOT NULL" if with_detail else "")
+
+    def unembedded_count(self, scan_id: int, with_detail: bool = False) -> int:
+        """Contents of this scan that have no embedding (nor an error) yet; with
+        `with_detail`, embeddings stored without a measured detail count as missing."""
+        row = self._conn.execute(
+            f"SELECT COUNT(DISTINCT hash) {self._pending(with_detail)}", (scan_id,)
+        )
         return int(row.fetchone()[0])
 
-    def unembedded(self, scan_id: int, limit: int) -> list[tuple[str, str]]:
-        """Up to `limit` (hash, a path) of contents still without an embedding."""
+    def unembedded(
+        self, scan_id: int, limit: int, with_detail: bool = False
+    ) -> list[tuple[str, str]]:
+        """Up to `limit` (hash, a path) of contents still without an embedding (see
+        `unembedded_count`)."""
         rows = self._conn.execute(
-            f"SELECT hash, MIN(path) {self._PENDING} GROUP BY hash ORDER BY MIN(path) LIMIT ?",
+            f"SELECT hash, MIN(path) {self._pending(with_detail)} GROUP BY hash "
+            "ORDER BY MIN(path) LIMIT ?",
             (scan_id, limit),
         )
         return [(str(h), str(p)) for h, p in rows]
@@ -137,17 +147,18 @@ class ScanTables(ResultTables):
     def store_embeddings(
         self,
         scan_id: int,
-        vectors: Sequence[tuple[str, bytes]],
+        vectors: Sequence[tuple[str, bytes, float | None]],
         sizes: Sequence[tuple[str, int, int]],
         path_errors: Sequence[tuple[str, str]],
         content_errors: Sequence[tuple[str, str]],
     ) -> None:
-        """One batch of the embedder's output, in one transaction: (hash, float32 bytes)
-        vectors, (hash, width, height) sizes, (path, reason) errors of one path, and
-        (hash, reason) errors of the contents."""
+        """One batch of the embedder's output, in one transaction: (hash, float32 bytes,
+        measured detail or None) vectors, (hash, width, height) sizes, (path, reason)
+        errors of one path, and (hash, reason) errors of the contents."""
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)", vectors
+                "INSERT OR REPLACE INTO embeddings (hash, vector, detail) VALUES (?, ?, ?)",
+                vectors,
             )
             conn.executemany(
                 "UPDATE files SET width = ?, height = ? WHERE hash = ?",

@@ -42,7 +42,11 @@ CREATE TABLE files (
 CREATE INDEX files_hash ON files(hash);
 CREATE INDEX files_seen ON files(seen);
 CREATE INDEX files_inode ON files(dev, inode);
-CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE embeddings (             -- detail: lookalike.model.measure_detail (NULL: unknown)
+    hash TEXT PRIMARY KEY,
+    vector BLOB NOT NULL,
+    detail REAL
+);
 CREATE TABLE verified (             -- similarity after geometric verification, per contents
     hash_a TEXT NOT NULL,
     hash_b TEXT NOT NULL,
@@ -147,6 +151,8 @@ def add_new_tables(conn: sqlite3.Connection) -> None:
     for column, kind in (*added, ("hash_bits", "INTEGER")):
         if column not in columns:
             conn.execute(f"ALTER TABLE verified ADD COLUMN {column} {kind}")
+    if "detail" not in {row[1] for row in conn.execute("PRAGMA table_info(embeddings)")}:
+        conn.execute("ALTER TABLE embeddings ADD COLUMN detail REAL")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -285,6 +285,25 @@ class Index(ScanTables):
             raise KeyError("some contents have no stored embedding")
         return out
 
+    def details(self, hashes: Sequence[str]) -> np.ndarray:
+        """Measured detail of these content hashes' pictures, in order (N,) float64; NaN
+        where none was stored (`lookalike.model.measure_detail`)."""
+        out = np.full(len(hashes), np.nan)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(embeddings)")}
+        if "detail" not in columns:  # an index from before, opened read-only
+            return out
+        position = {h: i for i, h in enumerate(hashes)}
+        for start in range(0, len(hashes), 900):
+            chunk = hashes[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for h, detail in self._conn.execute(
+                f"SELECT hash, detail FROM embeddings WHERE hash IN ({marks}) "
+                "AND detail IS NOT NULL",
+                chunk,
+            ):
+                out[position[h]] = detail
+        return out
+
     def embedded_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every content hash of a readable, current file with its embedding (one row each)."""
         rows = self._conn.execute(

@@ -21,7 +21,13 @@ from lookalike.model.checkpoint import (
     save_model,
 )
 from lookalike.model.core import Calibration, Model, fingerprint, rule_fingerprint
-from lookalike.model.detail import DetailGate, detail_of_pixels, fit_detail_gate
+from lookalike.model.detail import (
+    MEASURED_SIDE,
+    DetailGate,
+    detail_of_pixels,
+    fit_detail_gate,
+    measure_detail,
+)
 from lookalike.model.network import Encoder, EncoderConfig
 from lookalike.model.preprocess import (
     Preprocess,
@@ -35,6 +41,7 @@ from lookalike.model.preprocess import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_CHECKPOINT",
+    "MEASURED_SIDE",
     "Calibration",
     "CheckpointError",
     "DetailGate",
@@ -47,6 +54,7 @@ __all__ = [
     "fit_detail_gate",
     "load_model",
     "load_prepared",
+    "measure_detail",
     "model_from_payload",
     "new_model",
     "prepare_image",

@@ -104,6 +104,7 @@ def _detail_gate(stored: Any) -> DetailGate | None:
         min_detail=float(stored["min_detail"]),
         method=str(stored.get("method", "")),
         side=int(stored.get("side", DETAIL_SIDE)),  # (gates saved before `side` existed: 64 px)
+        clear_detail=None if stored.get("clear_detail") is None else float(stored["clear_detail"]),
     )
 
 

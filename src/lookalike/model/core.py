@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lookalike.model.detail import DETAIL_SIDE, DetailGate
+from lookalike.model.detail import DETAIL_SIDE, DetailGate, measure_detail
 from lookalike.model.inference import Inference
 from lookalike.model.network import Encoder
 from lookalike.model.preprocess import (
@@ -121,24 +121,39 @@ class Model:
 
     def embed(self, paths: Iterable[str | os.PathLike[str]], batch_size: int = 64) -> np.ndarray:
         """Embed image files -> float32 (N, D); raises UnreadableImage on the first bad file."""
+        return self.embed_measured(paths, batch_size)[0]
+
+    def embed_measured(
+        self, paths: Iterable[str | os.PathLike[str]], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`embed`, and each picture's measured detail (N,) (`measure_detail`)."""
         paths = list(paths)
-        chunks = []
+        chunks: list[np.ndarray] = []
+        measured: list[float] = []
         for i in range(0, len(paths), batch_size):
             prepared = [load_prepared(p, self.preprocess) for p in paths[i : i + batch_size]]
             chunks.append(self.embed_arrays(np.stack(prepared)))
-        return np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
+            measured.extend(measure_detail(p) for p in prepared)
+        vectors = np.concatenate(chunks) if chunks else self.embed_arrays(np.zeros((0,)))
+        return vectors, np.array(measured, dtype=np.float64)
 
-    def cnn_similarity(self, a: np.ndarray, b: np.ndarray, gate: bool = True) -> np.ndarray:
+    def cnn_similarity(
+        self, a: np.ndarray, b: np.ndarray, gate: bool = True, flat: np.ndarray | None = None
+    ) -> np.ndarray:
         """CNN similarity of embedding rows a[i] and b[i] (or one against many), in [0, 1];
-        0 where a picture is near-flat (`detail`), unless `gate` is False."""
+        0 where a picture is near-flat, unless `gate` is False. `flat` says which pairs
+        hold a near-flat picture (`flat_pairs` of `flat` rows; default: read from a, b)."""
         a, b = np.atleast_2d(a), np.atleast_2d(b)
         scores = np.asarray(cnn_similarity_from_cosine(np.sum(a * b, axis=1)))
-        if gate and self.detail is not None and scores.size:
-            scores = np.where(self.flat_pairs(a, b), 0.0, scores)
+        if gate and scores.size and (flat is not None or self.detail is not None):
+            scores = np.where(self.flat_pairs(a, b) if flat is None else flat, 0.0, scores)
         return scores
 
-    def verification_prior(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(CNN similarity, whether to verify) of embedding rows a[i] and b[i].
+    def verification_prior(
+        self, a: np.ndarray, b: np.ndarray, flat: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(CNN similarity, whether to verify) of embedding rows a[i] and b[i]; `flat` as
+        for `cnn_similarity`.
 
         A pair is verified when its CNN similarity is ambiguous (`score.is_ambiguous`); one
         the CNN is confident of is raised by `confident_lift`.
@@ -148,7 +163,7 @@ class Model:
         config.
         """
         plain = self.cnn_similarity(a, b, gate=False)
-        flat = self.flat_pairs(a, b)
+        flat = self.flat_pairs(a, b) if flat is None else np.asarray(flat, dtype=bool)
         raw = np.where(flat, 0.0, plain)
         if self.verify is None:
             return raw, np.zeros(len(raw), dtype=bool)
@@ -168,26 +183,42 @@ class Model:
         lifted = 1.0 - (1.0 - scores) * np.exp(-config.confident_lift)
         return np.where(scores >= config.confident_cnn_similarity, lifted, scores)
 
-    def flat_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Where row a[i] or b[i] is a near-flat picture (all False without a detail gate)."""
-        a, b = np.atleast_2d(a), np.atleast_2d(b)
+    def flat(self, vectors: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+        """Which rows are near-flat pictures (N,) bool: `detail`'s read-out of the
+        embedding, overruled where `measured` detail (NaN: unknown) shows clear structure
+        (`lookalike.model.detail`). All False without a detail gate."""
+        vectors = np.atleast_2d(vectors)
         if self.detail is None:
-            return np.zeros(max(len(a), len(b)), dtype=bool)
-        return np.asarray(self.detail.flat(a) | self.detail.flat(b))
+            return np.zeros(len(vectors), dtype=bool)
+        return self.detail.flat(vectors, measured)
 
-    def cnn_similarity_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def flat_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Where row a[i] or b[i] is a near-flat picture by the read-out alone (all False
+        without a detail gate); callers that know measured detail pass `flat` instead."""
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        return np.asarray(self.flat(a) | self.flat(b))
+
+    def cnn_similarity_matrix(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        flat_a: np.ndarray | None = None,
+        flat_b: np.ndarray | None = None,
+    ) -> np.ndarray:
         """CNN similarity of every row of `a` with every row of `b`: (len(a), len(b)) in
         [0, 1].
 
         Every scorer of embeddings (evaluation, scan, explain) goes through this method
         or `cnn_similarity` (both `lookalike.score`'s mapping), so the score is defined in
-        one place. A pair with a near-flat picture (`detail`) scores 0.
+        one place. A pair with a near-flat picture scores 0 (`flat_a`, `flat_b`: which
+        rows are, see `flat`; default: read from the rows).
         """
         a, b = np.atleast_2d(a).astype(np.float32), np.atleast_2d(b).astype(np.float32)
         scores = np.asarray(cnn_similarity_from_cosine(a @ b.T), dtype=np.float32)
-        if self.detail is not None and scores.size:
-            flat = self.detail.flat(a)[:, None] | self.detail.flat(b)[None, :]
-            scores[flat] = 0.0
+        if scores.size:
+            flat_a = self.flat(a) if flat_a is None else np.asarray(flat_a, dtype=bool)
+            flat_b = self.flat(b) if flat_b is None else np.asarray(flat_b, dtype=bool)
+            scores[flat_a[:, None] | flat_b[None, :]] = 0.0
         return scores
 
     def refine(
@@ -235,8 +266,9 @@ class Model:
     ) -> Comparison:
         """Decide whether two image files are copies of one picture."""
         cut = self.min_similarity if min_similarity is None else min_similarity
-        emb = self.embed([a, b])
-        raw, check = self.verification_prior(emb[:1], emb[1:])
+        emb, measured = self.embed_measured([a, b])
+        flat = self.flat(emb, measured)
+        raw, check = self.verification_prior(emb[:1], emb[1:], flat[:1] | flat[1:])
         score = float(raw[0])
         if check[0] and self.verify is not None:
             paths = [a, b]
@@ -290,6 +322,8 @@ def rule_fingerprint(model: Model) -> str:
         gate = asdict(model.detail)
         if gate["side"] == DETAIL_SIDE:  # (so are gates from before `side` existed)
             del gate["side"]
+        if gate["clear_detail"] is None:  # (and from before `clear_detail`)
+            del gate["clear_detail"]
         settings = (settings, gate)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 

@@ -11,6 +11,12 @@ alike as it does skies. A linear read-out of the embedding predicts its logarith
 embeddings — scan, evaluation, leak checks, search — knows it without storing anything
 more. `Model.cnn_similarity` scores a pair 0 when either picture's predicted detail is
 below `DetailGate.min_detail`.
+
+A read-out fitted on photos can misread other pictures (drawn shapes on a gradient read
+as flat at 16 px). So embedders also measure each picture's detail at `MEASURED_SIDE`
+from the pixels they already hold, and a gate with `clear_detail` lets that measure
+overrule the read-out: a picture measured at least that detailed is never flat. Where
+no measure is known (an index from before, a bare vector), the read-out decides alone.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from lookalike.verify.matching import neighbour_difference
 DETAIL_SIDE = 64
 """Side of the grey picture detail is measured on, unless a gate says otherwise."""
 
+MEASURED_SIDE = 16
+"""Side of the grey picture embedders measure each picture's detail on."""
+
 
 @dataclass(frozen=True)
 class DetailGate:
@@ -37,16 +46,29 @@ class DetailGate:
     method: str = ""
     side: int = DETAIL_SIDE
     """Side of the grey picture the detail was measured on when the read-out was fitted."""
+    clear_detail: float | None = None
+    """Detail measured at `MEASURED_SIDE` from which a picture is never flat (None: the
+    read-out alone decides)."""
 
     def detail(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted detail of each embedding row (N,)."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        vectors = np.atleast_2d(vectors)
         w = np.asarray(self.weights, dtype=np.float64)
-        return np.exp(vectors @ w[:-1] + w[-1]) - 1e-4
+        parts = [  # in float64, a block at a time: a million rows are 1 GB in float64
+            np.asarray(vectors[start : start + 65536], dtype=np.float64) @ w[:-1]
+            for start in range(0, len(vectors), 65536)
+        ]
+        logs = np.concatenate(parts) if parts else np.zeros(0)
+        return np.exp(logs + w[-1]) - 1e-4
 
-    def flat(self, vectors: np.ndarray) -> np.ndarray:
-        """Rows too flat for the CNN to vouch for (N,) bool."""
-        return self.detail(vectors) < self.min_detail
+    def flat(self, vectors: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+        """Rows too flat for the CNN to vouch for (N,) bool; `measured` (N,) holds each
+        picture's measured detail (`measure_detail`), NaN where not known."""
+        flat = self.detail(vectors) < self.min_detail
+        if measured is not None and self.clear_detail is not None:
+            clear = np.asarray(measured, dtype=np.float64) >= self.clear_detail  # NaN: False
+            flat &= ~clear
+        return np.asarray(flat)
 
 
 def detail_of_pixels(pixels: np.ndarray, side: int = DETAIL_SIDE) -> float:
@@ -54,6 +76,11 @@ def detail_of_pixels(pixels: np.ndarray, side: int = DETAIL_SIDE) -> float:
     neighbouring grey levels at `side` × `side`, both directions summed."""
     grey = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("L")
     return neighbour_difference(np.asarray(grey.resize((side, side), Image.Resampling.BOX)))
+
+
+def measure_detail(pixels: np.ndarray) -> float:
+    """The detail embedders keep beside a picture's vector (at `MEASURED_SIDE`)."""
+    return detail_of_pixels(pixels, MEASURED_SIDE)
 
 
 def fit_detail_gate(

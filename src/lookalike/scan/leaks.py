@@ -111,7 +111,7 @@ def find_leaks(
         folder = Path(index_dir) if index_dir else Path(scratch)
         images: list[_Image] = []
         errors: list[FileError] = []
-        hash_vectors: dict[str, np.ndarray] = {}
+        hash_vectors: dict[str, tuple[np.ndarray, float]] = {}  # vector, measured detail
         marked: set[tuple[str, str]] = set()
         for number, (split, name) in enumerate(zip(splits, names, strict=True)):
             path = Path(split)
@@ -138,7 +138,9 @@ def find_leaks(
                     FileError(Path(r.shown), r.error or "") for r in store.unreadable_files()
                 )
                 new = sorted({i.hash for i in found} - hash_vectors.keys())
-                hash_vectors.update(zip(new, store.vectors(new), strict=True))
+                hash_vectors.update(
+                    zip(new, zip(store.vectors(new), store.details(new), strict=True), strict=True)
+                )
                 marked |= store.not_duplicate_marks()
     return _report(
         images, hash_vectors, marked, names, cut, model, labels_from_folders, errors, references
@@ -147,7 +149,7 @@ def find_leaks(
 
 def _report(
     images: list[_Image],
-    hash_vectors: dict[str, np.ndarray],
+    hash_vectors: dict[str, tuple[np.ndarray, float]],
     marked: set[tuple[str, str]],
     names: list[str],
     cut: float,
@@ -164,10 +166,15 @@ def _report(
     for ids in by_hash.values():
         pairs.extend((a, b, 1.0, True) for n, a in enumerate(ids) for b in ids[n + 1 :])
     if len(hashes) > 1:
-        vectors = np.stack([hash_vectors[h] for h in hashes])
+        vectors = np.stack([hash_vectors[h][0] for h in hashes])
+        flat = model.flat(vectors, np.array([hash_vectors[h][1] for h in hashes]))
         path_of = {image.hash: str(image.path) for image in reversed(images)}
         scores = pair_scores(
-            model, vectors, cut, file_loader([path_of[h] for h in hashes], model.verify)
+            model,
+            vectors,
+            cut,
+            file_loader([path_of[h] for h in hashes], model.verify),
+            flat=flat,
         )
         for (i, j), score in scores.items():
             ha, hb = hashes[i], hashes[j]

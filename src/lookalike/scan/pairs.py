@@ -39,6 +39,7 @@ def pair_scores(
     on_verified: Callable[[np.ndarray, np.ndarray, Matches], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     matcher: Matcher | None = None,
+    flat: np.ndarray | None = None,
 ) -> Pairs:
     """Every pair of rows whose (verified, where the model verifies) similarity is at
     least `min_similarity`.
@@ -47,12 +48,14 @@ def pair_scores(
     known from before (not verified again); `on_verified(pairs, similarities,
     matches)` receives the new ones as they come; `on_progress(stage, done, total)`
     follows the "search" and "verify" stages; `matcher` verifies elsewhere (see
-    `candidates.verify_pairs`).
+    `candidates.verify_pairs`); `flat` (N,) which rows are near-flat pictures
+    (`Model.flat`; default: read from the embeddings).
     """
     report = on_progress or (lambda _s, _d, _t: None)
     n = len(vectors)
     if n < 2:
         return {}
+    flat = model.flat(vectors) if flat is None else np.asarray(flat, dtype=bool)
     report("search", 0, n)
     search = build_search(vectors)
     found = find_pairs(
@@ -62,7 +65,9 @@ def pair_scores(
         on_progress=lambda done, _n: report("search", done, n),
     )
     found_pairs = np.stack([found.i, found.j], axis=1)
-    raw = model.unverified_similarity(score_in_blocks(model.cnn_similarity, vectors, found_pairs))
+    raw = model.unverified_similarity(
+        score_in_blocks(model.cnn_similarity, vectors, found_pairs, flat=flat)
+    )
     verified: Pairs = {}
     if model.verify is not None:
         report("verify", 0, 0)
@@ -76,6 +81,7 @@ def pair_scores(
             on_verified=on_verified,
             on_progress=lambda done, total: report("verify", done, total),
             matcher=matcher,
+            flat=flat,
         )
     # Found pairs stay arrays until verification is over (a big scan holds millions), and
     # only pairs at the cut-off become dict entries: a verified score replaces the CNN's.

@@ -41,18 +41,23 @@ def find_lookalikes(
         cut, _ = resolve_thresholds(
             model, default if min_similarity is None else min_similarity, 0.0
         )
-        query = model.embed([image])[0]
+        query_vectors, query_detail = model.embed_measured([image])
+        query = query_vectors[0]
         hashes, vectors = store.embedded_vectors()
         rows, _ = nearest(vectors, query, k)
+        near = [hashes[r] for r in rows.tolist()]
+        flat = model.flat(vectors[rows], store.details(near)) | model.flat(
+            query_vectors, query_detail
+        )
         files: dict[str, list[str]] = defaultdict(list)
         paths: dict[str, str] = {}
-        wanted = [hashes[r] for r in rows.tolist()]
+        wanted = near
         for row in store.files_with_contents(wanted):
             files[row.hash or ""].append(row.shown)
             paths.setdefault(row.hash or "", str(row.path))
     own = content_hash(image)
     scores, check = (
-        model.verification_prior(vectors[rows], query[None, :])
+        model.verification_prior(vectors[rows], query[None, :], flat)
         if len(rows)
         else (np.zeros(0), np.zeros(0, dtype=bool))
     )

@@ -287,17 +287,24 @@ def _embed_new(
     error, so every round ends in progress, and a path-specific failure (the file went
     missing) lets another copy of the same bytes be tried in the next round.
     """
-    total = store.unembedded_count(scan_id)
+    # A model whose gate reads measured detail embeds again what was stored without it.
+    with_detail = model.detail is not None and model.detail.clear_detail is not None
+    total = store.unembedded_count(scan_id, with_detail)
     embedded = done = 0
     progress(ScanProgress("embed", 0, total))
-    while todo := store.unembedded(scan_id, EMBED_SLICE):
+    while todo := store.unembedded(scan_id, EMBED_SLICE, with_detail):
         for batch in embedder([p for _, p in todo], model, batch_size=batch_size, workers=workers):
             rows = batch.indices.tolist()
+            measured = batch.measured().tolist()
             store.store_embeddings(
                 scan_id,
                 [
-                    (todo[i][0], np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                    for i, v in zip(rows, batch.vectors, strict=True)
+                    (
+                        todo[i][0],
+                        np.ascontiguousarray(v, dtype=np.float32).tobytes(),
+                        None if np.isnan(d) else d,
+                    )
+                    for i, v, d in zip(rows, batch.vectors, measured, strict=True)
                 ],
                 [(todo[i][0], w, h) for i, (w, h) in zip(rows, batch.sizes, strict=True)],
                 # A path's own fault (gone, a broken link...) is stored on that path alone:
@@ -342,6 +349,7 @@ def _search(
     if len(hashes) < 2:
         return pairs
     vectors = store.vectors(hashes)
+    flat = model.flat(vectors, store.details(hashes))
     row = {h: n for n, h in enumerate(hashes)}
     known_rows, known_values = array("q"), array("d")  # 16 bytes a pair, not a dict entry
     for hash_a, hash_b, score in store.iter_verified():
@@ -368,6 +376,7 @@ def _search(
             vectors,
             review,
             file_loader(paths, model.verify),
+            flat=flat,
             reuse=reuse,
             on_verified=remember,
             on_progress=lambda stage, done, total: progress(ScanProgress(stage, done, total)),
