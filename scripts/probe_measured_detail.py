@@ -1,14 +1,16 @@
 """The CNN alone with near-flat pictures found by measure instead of by read-out.
 
     python scripts/probe_measured_detail.py MODEL.pt runs/bench/calibrate-cc [more sets] \
-        [--cache runs/detail-probe]
+        [--cache runs/detail-probe] [--synthetic 400]
 
 Each image of a benchmark set is embedded once; its detail is measured from the prepared
 encoder input (`lookalike.model.detail_of_pixels`) at 16 and 64 px. A pair scores its
 mapped cosine, or 0 where either picture is flat by one of the gates: none, MODEL's own
-read-out, and measured detail under several cut-offs. Prints recall of the CNN alone at
-precision 0.99 and 0.999, per family, and how many images each gate calls flat. Use
-calibrate material only to choose.
+read-out, measured detail under several cut-offs, and the read-out where the measure
+agrees (`read-out & 16px<c`: what `DetailGate.clear_detail` c does). Prints recall of the
+CNN alone at precision 0.99 and 0.999, per family, and how many images each gate calls
+flat; with `--synthetic N`, the share of N of the test suite's and of the million
+benchmark's synthetic pictures each gate calls flat. Use calibrate material only to choose.
 """
 
 from __future__ import annotations
@@ -18,15 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from probe_views import Pairs, cached_arrays
 
-from lookalike.evaluate import load_truth, pair_layout
-from lookalike.evaluate.metrics import recall_at_precision
 from lookalike.model import Model, detail_of_pixels, load_model
 from lookalike.model.preprocess import load_prepared
 from lookalike.score import cnn_similarity_from_cosine
-
-FLOOR = 0.8
-"""Negatives under this score are dropped: no cut-off at precision 0.99 sits that low here."""
 
 
 def embed_and_measure(model: Model, paths: list[Path]) -> dict[str, np.ndarray]:
@@ -91,25 +89,15 @@ def synthetic(model: Model, count: int) -> None:
 
 def report(name: str, model: Model, data: dict[str, np.ndarray], bench: Path) -> None:
     """Print the CNN alone's recall under each gate."""
-    layout = pair_layout(load_truth(bench))
-    group = layout.group
-    a, b = layout.positive_a, layout.positive_b
-    family = np.array(layout.positive_family)
-    upper = np.triu(np.ones((len(group), len(group)), dtype=bool), 1)
-    negative = upper & (group[:, None] != group[None, :])
+    pairs = Pairs(bench)
     vectors = data["vectors"]
     plain = np.asarray(cnn_similarity_from_cosine(vectors @ vectors.T), dtype=np.float32)
-    gates = gates_of(model, data)
-    print(f"\n{name}: {len(group)} images, {a.size} copies", flush=True)
-    for label, flat in gates.items():
+    print(f"\n{name}: {len(vectors)} images, {pairs.a.size} copies", flush=True)
+    for label, flat in gates_of(model, data).items():
         scores = plain.copy()
         scores[flat, :] = 0.0
         scores[:, flat] = 0.0
-        pos = scores[a, b]
-        neg = scores[negative & (scores >= FLOOR)]
-        r99, cut99 = recall_at_precision(pos, neg, 0.99)
-        r999, _ = recall_at_precision(pos, neg, 0.999)
-        fams = " ".join(f"{f} {np.mean(pos[family == f] >= cut99):.2f}" for f in layout.families)
+        r99, cut99, r999, _, fams = pairs.recall(scores)
         print(
             f"  {label:<24} flat {int(flat.sum()):>4}  @0.99 {r99:.3f} (cut {cut99:.4f})  "
             f"@0.999 {r999:.3f}\n      {fams}",
@@ -128,14 +116,7 @@ def main() -> None:
     if args.synthetic:
         synthetic(model, args.synthetic)
     for bench in args.benches:
-        cached = args.cache / f"{bench.name}-{model.model_id}.npz" if args.cache else None
-        if cached and cached.exists():
-            data = dict(np.load(cached))
-        else:
-            data = embed_and_measure(model, list(pair_layout(load_truth(bench)).paths))
-            if cached:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cached, **data)  # type: ignore[arg-type]
+        data = cached_arrays(bench, model, args.cache, lambda p: embed_and_measure(model, list(p)))
         report(bench.name, model, data, bench)
 
 

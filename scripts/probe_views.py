@@ -131,25 +131,59 @@ def view_scores(model: Model, views: dict[str, np.ndarray], chosen: Sequence[str
     return scores
 
 
-def report(name: str, model: Model, views: dict[str, np.ndarray], bench: Path) -> None:
-    """Print recall of the CNN alone under each set of views."""
-    layout = pair_layout(load_truth(bench))
-    group = layout.group
-    a, b = layout.positive_a, layout.positive_b
-    family = np.array(layout.positive_family)
-    upper = np.triu(np.ones((len(group), len(group)), dtype=bool), 1)
-    negative = upper & (group[:, None] != group[None, :])
-    print(f"\n{name}: {len(group)} images, {a.size} copies, {int(negative.sum())} negative pairs")
-    for label, chosen in SETS.items():
-        scores = view_scores(model, views, chosen)
-        pos = scores[a, b]
-        neg = scores[negative & (scores >= FLOOR)]
+class Pairs:
+    """A benchmark set's copies (a, b, family) and its negative pairs, as masks."""
+
+    def __init__(self, bench: Path) -> None:
+        self.layout = layout = pair_layout(load_truth(bench))
+        self.a, self.b = layout.positive_a, layout.positive_b
+        self.family = np.array(layout.positive_family)
+        group = layout.group
+        upper = np.triu(np.ones((len(group), len(group)), dtype=bool), 1)
+        self.negative = upper & (group[:, None] != group[None, :])
+
+    def recall(self, scores: np.ndarray) -> tuple[float, float, float, int, str]:
+        """Recall at precision 0.99 (its cut-off) and 0.999 of an (N, N) score matrix,
+        negatives at 0.99 or more, and recall per family at the first cut-off."""
+        pos = scores[self.a, self.b]
+        neg = scores[self.negative & (scores >= FLOOR)]
         r99, cut99 = recall_at_precision(pos, neg, 0.99)
         r999, _ = recall_at_precision(pos, neg, 0.999)
-        fams = " ".join(f"{f} {np.mean(pos[family == f] >= cut99):.2f}" for f in layout.families)
+        fams = " ".join(
+            f"{f} {np.mean(pos[self.family == f] >= cut99):.2f}" for f in self.layout.families
+        )
+        return r99, cut99, r999, int(np.sum(neg >= 0.99)), fams
+
+
+def cached_arrays(
+    bench: Path,
+    model: Model,
+    cache: Path | None,
+    make: Callable[[Sequence[Path]], dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """`make(paths)` of a set's images, kept in `cache` (by set and model id) when given."""
+    cached = cache / f"{bench.name}-{model.model_id}.npz" if cache else None
+    if cached and cached.exists():
+        return dict(np.load(cached))
+    arrays = make(pair_layout(load_truth(bench)).paths)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, **arrays)  # type: ignore[arg-type]
+    return arrays
+
+
+def report(name: str, model: Model, views: dict[str, np.ndarray], bench: Path) -> None:
+    """Print recall of the CNN alone under each set of views."""
+    pairs = Pairs(bench)
+    print(
+        f"\n{name}: {len(pairs.layout.group)} images, {pairs.a.size} copies, "
+        f"{int(pairs.negative.sum())} negative pairs"
+    )
+    for label, chosen in SETS.items():
+        r99, cut99, r999, high, fams = pairs.recall(view_scores(model, views, chosen))
         print(
             f"  {label:<16} @0.99 {r99:.3f} (cut {cut99:.4f})  @0.999 {r999:.3f}  "
-            f"negatives >= 0.99: {int(np.sum(neg >= 0.99))}\n      {fams}",
+            f"negatives >= 0.99: {high}\n      {fams}",
             flush=True,
         )
 
@@ -162,14 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model).without_verification()
     for bench in args.benches:
-        cached = args.cache / f"{bench.name}-{model.model_id}.npz" if args.cache else None
-        if cached and cached.exists():
-            views = dict(np.load(cached))
-        else:
-            views = embed_views(model, pair_layout(load_truth(bench)).paths)
-            if cached:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cached, **views)  # type: ignore[arg-type]
+        views = cached_arrays(bench, model, args.cache, lambda paths: embed_views(model, paths))
         report(bench.name, model, views, bench)
 
 
