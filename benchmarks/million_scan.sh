@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 rev=${1:?usage: million_scan.sh REV}
 [ -d runs/m1m-src ] || git worktree add --detach runs/m1m-src "$rev"
-seg=$(( $(ls runs/scale1m/scan-seg*.time 2>/dev/null | wc -l) + 1 ))
+# The next segment number no file uses yet (a killed segment leaves a log but no .time).
+seg=1
+while compgen -G "runs/scale1m/scan-seg$seg.*" > /dev/null; do seg=$((seg + 1)); done
 # The scan and its decode workers share this script's process group (setsid above): the
 # heartbeat sums their RSS only, not other Python work on the machine, and their PSS:
 # forked workers share the scan's pages, which RSS counts once per process.
