@@ -5,7 +5,8 @@
 
 Pairs at or above `verify.confident_cnn_similarity` skip verification, so a false pair there
 is decided by the CNN alone. For each benchmark set this embeds every image once, scores all
-pairs with the CNN alone (the model's detail gate included) and prints the highest negative
+pairs with the CNN alone (the model's detail gate included, with each picture's measured
+detail as a scan has it) and prints the highest negative
 scores with their files, and the share of copies at or above each candidate cut-off. Every
 pair of a `--folder` counts as negative, so it is meant for folders of distinct photos (e.g.
 the clothing calibrate split: garments on one carpet). Use calibrate material only.
@@ -28,16 +29,17 @@ CUTS = (0.98, 0.985, 0.99, 0.9925, 0.995, 0.9965, 0.998, 0.999)
 
 
 def _top_negatives(
-    vectors: np.ndarray, group: np.ndarray, score: Callable[..., np.ndarray], top: int
+    group: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray], top: int
 ) -> list[tuple[float, int, int]]:
-    """The `top` highest scores over pairs (i < j) of different groups."""
+    """The `top` highest scores over pairs (i < j) of different groups; `score(rows, cols)`
+    scores rows against columns."""
     best: list[tuple[float, int, int]] = []
-    n = len(vectors)
+    n = len(group)
     step = max(1, 4_000_000 // max(1, n))
     for start in range(0, n - 1, step):
         rows = np.arange(start, min(n, start + step))
         cols = np.arange(start + 1, n)
-        s = np.asarray(score(vectors[rows], vectors[cols]))
+        s = np.asarray(score(rows, cols))
         keep = (cols[None, :] > rows[:, None]) & (group[rows][:, None] != group[cols][None, :])
         s = np.where(keep, s, -np.inf)
         flat = np.argpartition(s.ravel(), -top)[-top:] if s.size > top else np.arange(s.size)
@@ -84,9 +86,14 @@ def _report(
     row = {Path(p): i for i, p in enumerate(embedded.paths)}
     index = np.array([row[Path(p)] for p in paths])
     vectors = embedded.vectors[index]
+    flat = model.flat(vectors, embedded.details[index])
     a, b = positives
-    pos = model.cnn_similarity(vectors[a], vectors[b])
-    negatives = _top_negatives(vectors, group, model.cnn_similarity_matrix, top)
+    pos = model.cnn_similarity(vectors[a], vectors[b], flat=flat[a] | flat[b])
+
+    def score(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return model.cnn_similarity_matrix(vectors[rows], vectors[cols], flat[rows], flat[cols])
+
+    negatives = _top_negatives(group, score, top)
     print(f"\n{name}: {len(paths)} images, {pos.size} copies")
     if pos.size:
         shares = ", ".join(f"≥{c}: {np.mean(pos >= c):.3f}" for c in CUTS)
