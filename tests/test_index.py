@@ -254,9 +254,12 @@ def test_embeddings_keep_their_measured_detail_and_a_gate_that_reads_it_measures
 ) -> None:
     """A scan stores each picture's measured detail beside its vector; an index from
     before the column reads as unknown (NaN), is kept by a model that does not need the
-    measure, and is embedded again by one whose gate reads it (`clear_detail`)."""
+    measure, and is embedded again, once, by one whose gate reads it (`clear_detail`), even
+    when the embedder measures nothing."""
+    from collections.abc import Iterator
     from dataclasses import replace
 
+    from lookalike.embed import EmbeddedBatch, embed_paths
     from lookalike.model import DetailGate, load_prepared, measure_detail
     from lookalike.scan import scan_folder
 
@@ -285,3 +288,14 @@ def test_embeddings_keep_their_measured_detail_and_a_gate_that_reads_it_measures
     assert again.stats.embedded == len(hashes)
     with open_index(index) as store:
         np.testing.assert_allclose(store.details(hashes), details)
+
+    def unmeasured(paths: list[str], model: Model, **options: object) -> Iterator[EmbeddedBatch]:
+        for batch in embed_paths(paths, model, **options):  # type: ignore[arg-type]
+            yield replace(batch, details=None)  # an embedder that measures nothing
+
+    with build_index(index, model) as store, store.transaction() as conn:
+        conn.execute("UPDATE embeddings SET detail = NULL")
+    once = scan_folder([synthetic_folder.root], index, model=gated, workers=1, embedder=unmeasured)
+    assert once.stats.embedded == len(hashes)  # embedded again once, not again and again
+    with open_index(index) as store:
+        assert np.isnan(store.details(hashes)).all()

@@ -118,31 +118,32 @@ class ScanTables(ResultTables):
 
     _PENDING = (
         "FROM files WHERE seen = ? AND hash IS NOT NULL AND error IS NULL AND same_as IS NULL "
-        "AND hash NOT IN (SELECT hash FROM embeddings{})"
+        "AND hash NOT IN (SELECT hash FROM embeddings)"
     )
 
-    def _pending(self, with_detail: bool) -> str:
-        return self._PENDING.format(" WHERE detail IS NOT NULL" if with_detail else "")
-
-    def unembedded_count(self, scan_id: int, with_detail: bool = False) -> int:
-        """Contents of this scan that have no embedding (nor an error) yet; with
-        `with_detail`, embeddings stored without a measured detail count as missing."""
-        row = self._conn.execute(
-            f"SELECT COUNT(DISTINCT hash) {self._pending(with_detail)}", (scan_id,)
-        )
+    def unembedded_count(self, scan_id: int) -> int:
+        """Contents of this scan that have no embedding (nor an error) yet."""
+        row = self._conn.execute(f"SELECT COUNT(DISTINCT hash) {self._PENDING}", (scan_id,))
         return int(row.fetchone()[0])
 
-    def unembedded(
-        self, scan_id: int, limit: int, with_detail: bool = False
-    ) -> list[tuple[str, str]]:
-        """Up to `limit` (hash, a path) of contents still without an embedding (see
-        `unembedded_count`)."""
+    def unembedded(self, scan_id: int, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` (hash, a path) of contents still without an embedding."""
         rows = self._conn.execute(
-            f"SELECT hash, MIN(path) {self._pending(with_detail)} GROUP BY hash "
-            "ORDER BY MIN(path) LIMIT ?",
+            f"SELECT hash, MIN(path) {self._PENDING} GROUP BY hash ORDER BY MIN(path) LIMIT ?",
             (scan_id, limit),
         )
         return [(str(h), str(p)) for h, p in rows]
+
+    def forget_unmeasured(self, scan_id: int) -> int:
+        """Drop the embeddings of this scan's contents that were stored without a measured
+        detail (an index from before it), so they are embedded again; returns how many."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM embeddings WHERE detail IS NULL AND hash IN "
+                "(SELECT hash FROM files WHERE seen = ?)",
+                (scan_id,),
+            )
+            return int(cursor.rowcount)
 
     def store_embeddings(
         self,

@@ -287,12 +287,12 @@ def _embed_new(
     error, so every round ends in progress, and a path-specific failure (the file went
     missing) lets another copy of the same bytes be tried in the next round.
     """
-    # A model whose gate reads measured detail embeds again what was stored without it.
-    with_detail = model.detail is not None and model.detail.clear_detail is not None
-    total = store.unembedded_count(scan_id, with_detail)
+    if model.detail is not None and model.detail.clear_detail is not None:
+        store.forget_unmeasured(scan_id)  # its gate reads measured detail: embed those again
+    total = store.unembedded_count(scan_id)
     embedded = done = 0
     progress(ScanProgress("embed", 0, total))
-    while todo := store.unembedded(scan_id, EMBED_SLICE, with_detail):
+    while todo := store.unembedded(scan_id, EMBED_SLICE):
         for batch in embedder([p for _, p in todo], model, batch_size=batch_size, workers=workers):
             rows = batch.indices.tolist()
             measured = batch.measured().tolist()
