@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -267,20 +267,27 @@ class Index(ScanTables):
 
     # -- embeddings ----------------------------------------------------------------------
 
+    def _embedding_rows(self, hashes: Sequence[str], column: str) -> Iterator[tuple[str, Any]]:
+        """(hash, `column`) of the stored embeddings of these hashes, read 900 at a time
+        (SQLite's limit on bound parameters); NULL values are left out."""
+        for start in range(0, len(hashes), 900):
+            chunk = hashes[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            yield from self._conn.execute(
+                f"SELECT hash, {column} FROM embeddings WHERE hash IN ({marks}) "
+                f"AND {column} IS NOT NULL",
+                chunk,
+            )
+
     def vectors(self, hashes: Sequence[str]) -> np.ndarray:
         """Stored embeddings of these content hashes, in order (KeyError if one is missing)."""
         dim = int(self.meta().get("embed_dim", "0"))
         out = np.zeros((len(hashes), dim), dtype=np.float32)
         position = {h: i for i, h in enumerate(hashes)}
         found = 0
-        for start in range(0, len(hashes), 900):
-            chunk = hashes[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for h, blob in self._conn.execute(
-                f"SELECT hash, vector FROM embeddings WHERE hash IN ({marks})", chunk
-            ):
-                out[position[h]] = np.frombuffer(blob, dtype=np.float32)
-                found += 1
+        for h, blob in self._embedding_rows(hashes, "vector"):
+            out[position[h]] = np.frombuffer(blob, dtype=np.float32)
+            found += 1
         if found != len(position):
             raise KeyError("some contents have no stored embedding")
         return out
@@ -293,15 +300,8 @@ class Index(ScanTables):
         if "detail" not in columns:  # an index from before, opened read-only
             return out
         position = {h: i for i, h in enumerate(hashes)}
-        for start in range(0, len(hashes), 900):
-            chunk = hashes[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for h, detail in self._conn.execute(
-                f"SELECT hash, detail FROM embeddings WHERE hash IN ({marks}) "
-                "AND detail IS NOT NULL",
-                chunk,
-            ):
-                out[position[h]] = detail
+        for h, detail in self._embedding_rows(hashes, "detail"):
+            out[position[h]] = detail
         return out
 
     def embedded_vectors(self) -> tuple[list[str], np.ndarray]:

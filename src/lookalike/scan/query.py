@@ -45,13 +45,12 @@ def find_lookalikes(
         query = query_vectors[0]
         hashes, vectors = store.embedded_vectors()
         rows, _ = nearest(vectors, query, k)
-        near = [hashes[r] for r in rows.tolist()]
-        flat = model.flat(vectors[rows], store.details(near)) | model.flat(
+        wanted = [hashes[r] for r in rows.tolist()]
+        flat = model.flat(vectors[rows], store.details(wanted)) | model.flat(
             query_vectors, query_detail
         )
         files: dict[str, list[str]] = defaultdict(list)
         paths: dict[str, str] = {}
-        wanted = near
         for row in store.files_with_contents(wanted):
             files[row.hash or ""].append(row.shown)
             paths.setdefault(row.hash or "", str(row.path))
