@@ -2,6 +2,7 @@
 # Rebuild the benchmark sets of BENCHMARKS.md / MODEL_CARD.md under runs/: the calibrate
 # set (calibrate split, composites of the clothing calibrate split) and the three test sets
 # (test split, composites of the clothing test split, seeds 0-2). Skips sets already built.
+# Also the lone-copy calibrate sets lone-101..106.
 # Usage: scripts/make_bench_sets.sh PHOTO_DIR CLOTHING_DIR
 set -euo pipefail
 photos="$(cd "$1" && pwd)"
@@ -24,4 +25,12 @@ for s in 0 1 2; do
   lookalike make-benchmark "$photos" "runs/bench/test-cc-s$s" --photos-list data/splits/test.txt \
     --originals 60 --distractors 75 --tiles 10 --more-distractors runs/train_half_b \
     --composites 40 --composite-photos runs/clothing_test --seed "$s"
+done
+# Lone-copy calibrate sets (benchmarks/BENCHMARKS.md, "Lone copies"): every calibrate photo
+# gets one edited copy of a random family, among ~3,400 tiles of the train half A.
+for s in 101 102 103 104 105 106; do
+  [ -d "runs/bench/lone-$s" ] && continue
+  lookalike make-benchmark "$photos" "runs/bench/lone-$s" --photos-list data/splits/calibrate.txt \
+    --originals 91 --distractors 0 --tiles 10 --more-distractors runs/train_half_a \
+    --edits-per-original 1 --composites 40 --composite-photos runs/clothing_calibrate --seed "$s"
 done

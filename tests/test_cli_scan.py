@@ -183,6 +183,13 @@ def test_scan_refuses_bad_input_with_exit_code_2(
         == 2
     )
     assert _scan("--index", tmp_path / "i").exit_code == 2
+    for depth in (["0"], ["1", "--no-verify"], ["99"]):
+        refused = _scan(
+            photos, "-i", tmp_path / "i", "-m", tiny_checkpoint, "--verify-nearest", *depth
+        )
+        assert refused.exit_code == 2, depth
+        assert "--verify-nearest" in " ".join(refused.output.split())
+    assert not (tmp_path / "i").exists()
 
 
 def test_query_lists_the_nearest_indexed_images(

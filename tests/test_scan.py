@@ -495,6 +495,49 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
     assert _groups(again) == expected
 
 
+def test_verifying_the_nearest_first_keeps_what_the_index_verified(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from lookalike.model import rule_fingerprint
+    from lookalike.verify import VerifyConfig
+
+    model = replace(content_model(), verify=VerifyConfig(min_cnn_similarity=0.7))
+    quick = model.verifying_nearest(1)
+    assert quick.verify is not None and quick.verify.first_candidates == 1
+    assert rule_fingerprint(quick) == rule_fingerprint(model)  # the same verdicts
+    most = model.verify.candidates_per_image if model.verify else 0
+    for wrong in (0, most + 1):
+        with pytest.raises(ValueError, match=f"1 to {most}"):
+            model.verifying_nearest(wrong)
+    with pytest.raises(ValueError, match="does not verify"):
+        replace(model, verify=None).verifying_nearest(1)
+    calls: list[int] = []
+    real_counts = type(model).match_counts
+
+    def counting(self, load, pairs, threads=None, cache=None):  # type: ignore[no-untyped-def]
+        calls.append(len(pairs))
+        return real_counts(self, load, pairs, threads, cache)
+
+    monkeypatch.setattr(type(model), "match_counts", counting)
+    full = scan_folder([photos], tmp_path / "full", model=model, workers=1)
+    everything = sum(calls)
+    calls.clear()
+    index = tmp_path / "idx"
+    first = scan_folder([photos], index, model=quick, workers=1)
+    assert 0 < sum(calls) < everything
+    with open_index(index) as store:
+        assert len(store.verified()) == sum(calls)
+    # A later full-depth scan verifies only the pairs the quick one left, and groups alike.
+    verified_first = sum(calls)
+    calls.clear()
+    again = scan_folder([photos], index, model=model, workers=1)
+    assert verified_first + sum(calls) == everything
+    assert _groups(again) == _groups(full)
+    assert all(any(group <= whole for whole in _groups(full)) for group in _groups(first))
+
+
 def test_no_verify_scans_with_the_cnn_alone_at_its_own_cut_off(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -157,6 +157,14 @@ MIN_SIMILARITY_OPTION = typer.Option(
     max=1.0,
     help="Duplicates at similarity >= this (default: the model's calibrated value).",
 )
+VERIFY_NEAREST_OPTION = typer.Option(
+    None,
+    "--verify-nearest",
+    min=1,
+    help="Verify each picture's N nearest neighbours first, its further ones (up to the "
+    "model's 10) only where either picture has a copy: faster where copies are few, but "
+    "a lone copy beyond its original's N nearest is missed (default: all at once).",
+)
 
 
 def _version(value: bool) -> None:
@@ -229,11 +237,18 @@ def user_errors() -> Iterator[None]:
         raise fail(str(exc), EXIT_USAGE) from None
 
 
-def load_model_option(model: Path | None) -> Any:
-    """Load --model PATH or the bundled default, with a clear error."""
+def load_model_option(model: Path | None, verify_nearest: int | None = None) -> Any:
+    """Load --model PATH or the bundled default, with a clear error; with
+    --verify-nearest N, verifying each picture's N nearest first (`Model.verifying_nearest`)."""
     from lookalike.model import load_model
 
-    return load_model(model)
+    loaded = load_model(model)
+    if verify_nearest is None:
+        return loaded
+    try:
+        return loaded.verifying_nearest(verify_nearest)
+    except ValueError as exc:
+        raise fail(f"--verify-nearest: {exc}") from None
 
 
 def existing(path: Path, what: str = "path") -> Path:

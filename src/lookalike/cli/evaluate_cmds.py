@@ -14,6 +14,7 @@ from lookalike.cli._app import (
     MIN_SIMILARITY_OPTION,
     MODEL_OPTION,
     SETTINGS,
+    VERIFY_NEAREST_OPTION,
     app,
     existing,
     fail,
@@ -145,6 +146,7 @@ def evaluate_command(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Decode / hash processes (default: one per core)."
     ),
+    verify_nearest: int | None = VERIFY_NEAREST_OPTION,
 ) -> None:
     """Measure the model (and peers) on a benchmark set: quality, speed, CPU and memory."""
     from lookalike.evaluate import (
@@ -172,7 +174,7 @@ def evaluate_command(
     with user_errors():
         check_systems(names, plots)
         truth = load_truth(bench_dir)
-        loaded = load_model_option(model)
+        loaded = load_model_option(model, verify_nearest)
         with progress:
             comparison = evaluate_systems(
                 truth,

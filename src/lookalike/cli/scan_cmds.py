@@ -26,6 +26,7 @@ from lookalike.cli._app import (
     MIN_SIMILARITY_OPTION,
     MODEL_OPTION,
     SETTINGS,
+    VERIFY_NEAREST_OPTION,
     app,
     fail,
     load_model_option,
@@ -138,6 +139,7 @@ def scan(
         "--shards-dir",
         help="With --engine ray: folder for the Parquet shards (default: INDEX.shards).",
     ),
+    verify_nearest: int | None = VERIFY_NEAREST_OPTION,
 ) -> None:
     """Find duplicate groups among images and keep them in an index (rerun = incremental)."""
     from lookalike.scan import KEEP_POLICIES, scan_folder
@@ -150,6 +152,8 @@ def scan(
         raise fail("--address and --shards-dir need --engine ray")
     if not folders and files_from is None:
         raise fail("give folders to scan, or --files-from FILE")
+    if verify_nearest is not None and not verify:
+        raise fail("--verify-nearest needs verification (drop --no-verify)")
     listed: Any = None
     if files_from == "-":
         listed = sys.stdin.read().splitlines()
@@ -158,7 +162,7 @@ def scan(
     progress, on_progress = _progress_bar(json_output)
     shards = shards_dir or index.with_name(index.name + ".shards")
     with user_errors(), progress, _embedder(engine, address, shards) as embedder:
-        loaded = load_model_option(model)
+        loaded = load_model_option(model, verify_nearest)
         result = scan_folder(
             folders or [],
             index,

@@ -309,6 +309,19 @@ class Model:
         )
         return replace(self, verify=None, calibration=calibration)
 
+    def verifying_nearest(self, nearest: int) -> Model:
+        """A copy whose verification takes each picture's `nearest` nearest neighbours
+        first and its further ones only where either picture already has a copy
+        (`VerifyConfig.first_candidates`): faster where copies are few, but a lone copy
+        that is not among its original's `nearest` nearest is left to the CNN alone.
+        Raises ValueError without verification or outside 1..`candidates_per_image`."""
+        if self.verify is None:
+            raise ValueError(f"{self.model_id} does not verify pairs")
+        most = self.verify.candidates_per_image
+        if not 1 <= nearest <= most:
+            raise ValueError(f"nearest neighbours to verify first: 1 to {most}, not {nearest}")
+        return replace(self, verify=replace(self.verify, first_candidates=nearest))
+
     def with_calibration(self, calibration: Calibration) -> Model:
         """A copy of this model using another decision rule."""
         return replace(self, calibration=calibration)

@@ -115,17 +115,23 @@ class VerifyConfig:
     def fingerprint_settings(self) -> dict[str, Any]:
         """The settings under their older saved names, so a rule's fingerprint (and the
         verified pairs an index keeps under it) survive the renaming; settings added later
-        are left out while they keep the value that changes nothing."""
+        are left out while they keep the value that changes nothing, and so are those that
+        choose which pairs are verified but not what a verification finds
+        (`PAIR_CHOICE`)."""
         old = {new: old for old, new in LEGACY_NAMES.items()}
         return {
             old.get(k, k): v
             for k, v in asdict(self).items()
-            if not (k in NEUTRAL_SETTINGS and NEUTRAL_SETTINGS[k] == v)
+            if not (k in NEUTRAL_SETTINGS and NEUTRAL_SETTINGS[k] == v) and k not in PAIR_CHOICE
         }
 
 
+PAIR_CHOICE = frozenset({"first_candidates"})
+"""Settings that only choose which pairs get verified: a pair's verified similarity is the
+same whatever they are, so verifications stored under one value serve another."""
+
+
 NEUTRAL_SETTINGS: dict[str, Any] = {
-    "first_candidates": 0,
     "painted_max_std": 0.0,
     "painted_min_area": 0.01,
     "confident_lift": 0.0,
