@@ -24,6 +24,7 @@ from _common import write_results  # type: ignore[import-not-found]
 from lookalike.candidates import candidate_scores
 from lookalike.embed import embed_all
 from lookalike.evaluate import load_truth, pair_layout, tally_pairs
+from lookalike.evaluate.run import Refined
 from lookalike.model import load_model
 from lookalike.verify import load_for_matching
 
@@ -73,23 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     base: dict[str, float] | None = None
     for floor in (float(f) for f in args.floors.split(",")):
         keep = raw >= floor
-        partners: dict[int, dict[int, float]] = {}
-        for (a, b), value in zip(pairs[keep].tolist(), fused[keep].tolist(), strict=True):
-            partners.setdefault(a, {})[b] = value
-            partners.setdefault(b, {})[a] = value
-
-        def scorer(rows_: np.ndarray, cols: np.ndarray, partners=partners) -> np.ndarray:
-            scores = np.array(
-                model.cnn_similarity_matrix(vectors[rows_], vectors[cols]), dtype=np.float64
-            )
-            position = {int(c): k for k, c in enumerate(cols)}
-            for r, i in enumerate(rows_.tolist()):
-                for j, value in partners.get(i, {}).items():
-                    k = position.get(j)
-                    if k is not None:
-                        scores[r, k] = value
-            return scores
-
+        refined = Refined.of(
+            dict(zip(map(tuple, pairs[keep].tolist()), fused[keep].tolist(), strict=True))
+        )
+        scorer = refined.scorer(model, vectors, model.flat(vectors))
         metrics = tally_pairs(layout, scorer, cut, valid=valid).metrics("lookalike")
         if base is None:
             base = metrics.recall_by_family

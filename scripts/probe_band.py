@@ -24,6 +24,7 @@ import numpy as np
 from lookalike.candidates import candidate_scores, file_loader
 from lookalike.embed import embed_all
 from lookalike.evaluate import load_truth, pair_layout, tally_pairs
+from lookalike.evaluate.run import Refined
 from lookalike.evaluate.truth import PairLayout
 from lookalike.index import build_search, nearest_of
 from lookalike.model import Model, load_model
@@ -120,26 +121,10 @@ def replay(model: Model, v: Verified, chosen: np.ndarray) -> dict[str, float]:
     """The set's figures when round-one pairs outside `chosen` are not verified."""
     keep = chosen | ~v.first | v.flat[v.pairs[:, 0]] | v.flat[v.pairs[:, 1]]
     keep |= v.raw >= model.min_similarity  # never left to the CNN above the cut-off
-    partners: dict[int, dict[int, float]] = {}
-    for (a, b), value in zip(v.pairs[keep].tolist(), v.fused[keep].tolist(), strict=True):
-        partners.setdefault(a, {})[b] = value
-        partners.setdefault(b, {})[a] = value
-
-    def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        scores = np.array(
-            model.cnn_similarity_matrix(
-                v.vectors[rows], v.vectors[cols], v.flat[rows], v.flat[cols]
-            ),
-            dtype=np.float64,
-        )
-        position = {int(c): k for k, c in enumerate(cols)}
-        for r, i in enumerate(rows.tolist()):
-            for j, value in partners.get(i, {}).items():
-                k = position.get(j)
-                if k is not None:
-                    scores[r, k] = value
-        return scores
-
+    refined = Refined.of(
+        dict(zip(map(tuple, v.pairs[keep].tolist()), v.fused[keep].tolist(), strict=True))
+    )
+    scorer = refined.scorer(model, v.vectors, v.flat)
     metrics = tally_pairs(v.layout, scorer, model.min_similarity).metrics("lookalike")
     return {
         "pairs": int(keep.sum()),

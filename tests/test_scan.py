@@ -448,14 +448,8 @@ def test_a_reader_sees_whole_results_while_a_scan_writes(photos: Path, tmp_path:
     assert seen and set(seen) <= {len(first.groups), len(second.groups)}
 
 
-def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
-    photos: Path, tmp_path: Path, synthetic_folder: SyntheticFolder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dataclasses import replace
-
-    from lookalike.verify import VerifyConfig
-
-    model = replace(content_model(), verify=VerifyConfig(min_cnn_similarity=0.7))
+def _count_verified(model, monkeypatch: pytest.MonkeyPatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """The number of pairs in each `match_counts` call the model makes from now on."""
     calls: list[int] = []
     real_counts = type(model).match_counts
 
@@ -464,6 +458,18 @@ def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
         return real_counts(self, load, pairs, threads, cache)
 
     monkeypatch.setattr(type(model), "match_counts", counting)
+    return calls
+
+
+def test_a_verifying_model_confirms_crops_and_rescans_reuse_its_scores(
+    photos: Path, tmp_path: Path, synthetic_folder: SyntheticFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from lookalike.verify import VerifyConfig
+
+    model = replace(content_model(), verify=VerifyConfig(min_cnn_similarity=0.7))
+    calls = _count_verified(model, monkeypatch)
     index = tmp_path / "idx"
     result = scan_folder([photos], index, model=model, workers=1)
     # With local-feature verification the crops join their originals (the CNN alone
@@ -513,14 +519,7 @@ def test_verifying_the_nearest_first_keeps_what_the_index_verified(
             model.verifying_nearest(wrong)
     with pytest.raises(ValueError, match="does not verify"):
         replace(model, verify=None).verifying_nearest(1)
-    calls: list[int] = []
-    real_counts = type(model).match_counts
-
-    def counting(self, load, pairs, threads=None, cache=None):  # type: ignore[no-untyped-def]
-        calls.append(len(pairs))
-        return real_counts(self, load, pairs, threads, cache)
-
-    monkeypatch.setattr(type(model), "match_counts", counting)
+    calls = _count_verified(model, monkeypatch)
     full = scan_folder([photos], tmp_path / "full", model=model, workers=1)
     everything = sum(calls)
     calls.clear()

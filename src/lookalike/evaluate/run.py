@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -218,10 +218,7 @@ def evaluate_model_and_cnn(
         embed_cost = monitor.so_far()
         refined = _refine_candidates(model, layout.paths, vectors, flat)
 
-    def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        scores = model.cnn_similarity_matrix(vectors[rows], vectors[cols], flat[rows], flat[cols])
-        return refined.apply(rows, cols, model.unverified_similarity(scores))
-
+    scorer = refined.scorer(model, vectors, flat)
     evaluation = _finish(MODEL_SYSTEM, layout, scorer, cut, valid, monitor.cost)
     metrics = replace(evaluation.metrics, min_similarity=cut, verified_pairs=refined.count)
     evaluations = [replace(evaluation, metrics=metrics)]
@@ -238,11 +235,39 @@ def evaluate_model_and_cnn(
 
 
 @dataclass
-class _Refined:
+class Refined:
     """Similarities after geometric verification, for the candidate pairs that had it."""
 
     partners: dict[int, tuple[np.ndarray, np.ndarray]]
     count: int
+
+    @classmethod
+    def of(cls, scores: Mapping[tuple[int, int], float]) -> Refined:
+        """From verified similarities by row pair (as `candidate_scores` gives them)."""
+        partners: dict[int, tuple[list[int], list[float]]] = {}
+        for (a, b), value in scores.items():
+            for x, y in ((a, b), (b, a)):
+                entry = partners.setdefault(int(x), ([], []))
+                entry[0].append(int(y))
+                entry[1].append(float(value))
+        return cls(
+            {x: (np.array(js), np.array(vs)) for x, (js, vs) in partners.items()}, len(scores)
+        )
+
+    def scorer(
+        self, model: Model, vectors: np.ndarray, flat: np.ndarray
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The rule's scores of (rows x cols) blocks of `vectors`: the CNN's, as an
+        unverified pair scores (`Model.unverified_similarity`), where no verified one is
+        known (`flat`: which rows are near-flat pictures)."""
+
+        def scorer(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            scores = model.cnn_similarity_matrix(
+                vectors[rows], vectors[cols], flat[rows], flat[cols]
+            )
+            return self.apply(rows, cols, model.unverified_similarity(scores))
+
+        return scorer
 
     def apply(self, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Overwrite the verified pairs' entries of a (rows x cols) block of scores."""
@@ -263,22 +288,13 @@ class _Refined:
 
 def _refine_candidates(
     model: Model, paths: Sequence[Path], vectors: np.ndarray, flat: np.ndarray
-) -> _Refined:
+) -> Refined:
     """Verify candidate pairs exactly as a scan does (see lookalike.candidates)."""
     if model.verify is None:
-        return _Refined({}, 0)
+        return Refined({}, 0)
     config = model.verify
-    scores = candidate_scores(
-        model, vectors, lambda m: load_for_matching(paths[m], config), flat=flat
-    )
-    partners: dict[int, tuple[list[int], list[float]]] = {}
-    for (a, b), value in scores.items():
-        for x, y in ((a, b), (b, a)):
-            entry = partners.setdefault(int(x), ([], []))
-            entry[0].append(int(y))
-            entry[1].append(float(value))
-    return _Refined(
-        {x: (np.array(js), np.array(vs)) for x, (js, vs) in partners.items()}, len(scores)
+    return Refined.of(
+        candidate_scores(model, vectors, lambda m: load_for_matching(paths[m], config), flat=flat)
     )
 
 
