@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> None:
         v = verified(model, bench, args.cache)
         truth = set(zip(v.layout.positive_a.tolist(), v.layout.positive_b.tolist(), strict=True))
         high = (v.fused >= model.min_similarity) & (v.raw < config.confident_cnn_similarity)
+        group = v.layout.group
         for a, b in v.pairs[high].tolist():
             is_copy = (a, b) in truth or (b, a) in truth
+            if not is_copy and group[a] == group[b]:
+                continue  # two edits of one original: neither copy nor false pair
             raised += 1
             copies += is_copy
             sides = [max(Image.open(v.layout.paths[n]).size) for n in (a, b)]
