@@ -26,8 +26,9 @@ for s in 0 1 2; do
     --originals 60 --distractors 75 --tiles 10 --more-distractors runs/train_half_b \
     --composites 40 --composite-photos runs/clothing_test --seed "$s"
 done
-# Lone-copy calibrate sets (benchmarks/BENCHMARKS.md, "Lone copies"): every calibrate photo
-# gets one edited copy of a random family, among ~3,400 tiles of the train half A.
+# Lone-copy calibrate sets (benchmarks/BENCHMARKS.md, "v1.16, lone copies, and
+# `--verify-nearest`"): every calibrate photo gets one edited copy of a random family,
+# among ~3,400 tiles of the train half A.
 for s in 101 102 103 104 105 106; do
   [ -d "runs/bench/lone-$s" ] && continue
   lookalike make-benchmark "$photos" "runs/bench/lone-$s" --photos-list data/splits/calibrate.txt \
