@@ -1,7 +1,7 @@
 """Which round-one pairs verification needs: replay narrower bands on verified sets.
 
     python scripts/probe_band.py MODEL.pt runs/bench/lone-101 [more sets] \
-        [--cache runs/band-probe] [--json-out F]
+        [--cache runs/band-probe]
 
 Each set is embedded and verified once exactly as an evaluation does (both rounds, the
 model's own band); every verified pair is kept with its CNN similarity, fused

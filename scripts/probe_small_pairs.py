@@ -22,7 +22,7 @@ from probe_band import verified  # type: ignore[import-not-found]
 
 from lookalike.model import load_model
 from lookalike.verify import verified_match
-from lookalike.verify.matching import extract_both, load_for_matching
+from lookalike.verify.matching import extract_both, extract_keypoints, load_for_matching
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
             sides = [max(Image.open(v.layout.paths[n]).size) for n in (a, b)]
             if not all(config.thumbnail_side < side <= args.largest for side in sides):
                 continue
-            pictures = [load_for_matching(v.layout.paths[n], config) for n in (a, b)]
-            (ka, ka_mirrored), (kb, _) = (extract_both(p, config) for p in pictures)
+            ka, ka_mirrored = extract_both(load_for_matching(v.layout.paths[a], config), config)
+            kb = extract_keypoints(load_for_matching(v.layout.paths[b], config), config)
             inliers = verified_match(ka, ka_mirrored, kb, config).inliers
             if inliers == 0:  # raised by hash evidence, which no inlier floor touches
                 by_hash += 1
