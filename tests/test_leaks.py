@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 from conftest import make_picture
 from lookalike.augment import apply_edit
 from lookalike.cli import app
+from lookalike.model import load_model, save_model
 from lookalike.scan import ScanError, find_leaks, scan_folder
+from lookalike.verify import VerifyConfig
 from scan_support import content_model
 
 runner = CliRunner()
@@ -103,6 +106,16 @@ def test_cli_exit_codes(dataset: Path, tmp_path: Path, tiny_checkpoint: Path) ->
     doc = json.loads(found.stdout)
     assert {Path(leak["path"]).name for leak in doc["leaks"]} == {"2.png", "same.png"}
     assert set(doc) >= {"schema_version", "leaks", "split_counts", "folder_counts"}
+    splits = [str(dataset / "train"), str(dataset / "test")]
+    verifying = tmp_path / "verifying.pt"
+    save_model(replace(load_model(tiny_checkpoint), verify=VerifyConfig()), verifying)
+    checked = ["leaks", "--model", str(verifying), "--min-similarity", "1", *splits]
+    nearest = runner.invoke(app, [*checked, "--json", "--verify-nearest", "1"])
+    assert nearest.exit_code == 1, nearest.output
+    assert json.loads(nearest.stdout)["leaks"] == doc["leaks"]
+    for depth in ("0", "99"):
+        refused = runner.invoke(app, [*checked, "--verify-nearest", depth])
+        assert refused.exit_code == 2 and "--verify-nearest" in " ".join(refused.output.split())
     labels = runner.invoke(
         app, [*base, str(dataset / "train"), str(dataset / "test"), "--labels-from-folders"]
     )

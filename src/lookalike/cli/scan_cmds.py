@@ -305,13 +305,14 @@ def leaks(
     ),
     model: Path | None = MODEL_OPTION,
     json_output: bool = JSON_OPTION,
+    verify_nearest: int | None = VERIFY_NEAREST_OPTION,
 ) -> None:
     """Find images duplicated across dataset splits (exit 0 none, 1 found, 2 error)."""
     from lookalike.scan import find_leaks
 
     progress, on_progress = _progress_bar(json_output)
     with user_errors(), progress:
-        loaded = load_model_option(model)
+        loaded = load_model_option(model, verify_nearest)
         report = find_leaks(
             splits,
             model=loaded,
