@@ -73,6 +73,31 @@ def test_mirrored_keypoints_confirm_a_flip() -> None:
     assert mirrored >= 40
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_mirrored_keypoints_from_the_direct_ones_are_those_of_the_mirror_image(
+    seed: int,
+) -> None:
+    # extract_both mirrors the direct keypoints instead of detecting them again on the
+    # mirror image: nearly every keypoint is the same, with the same descriptor.
+    picture = _photo(seed)
+    direct, mirrored = extract_both(picture, CONFIG)
+    detected = extract_keypoints(picture, CONFIG, mirrored=True)
+    assert len(mirrored.points) == len(detected.points) == len(direct.points) > 100
+    assert mirrored.descriptors is not None and detected.descriptors is not None
+    same = 0
+    for point, descriptor in zip(detected.points, detected.descriptors, strict=True):
+        nearest = int(np.argmin(np.abs(mirrored.points - point).sum(axis=1)))
+        same += bool(
+            np.abs(mirrored.points[nearest] - point).max() < 1e-3
+            and (mirrored.descriptors[nearest] == descriptor).all()
+        )
+    assert same >= 0.97 * len(detected.points)
+    assert mirrored.phash == detected.phash != direct.phash
+    assert mirrored.detail == pytest.approx(detected.detail)
+    assert mirrored.grey is not None and detected.grey is not None
+    assert np.abs(mirrored.grey.astype(int) - detected.grey).max() <= 1
+
+
 def test_nearest_two_agrees_with_opencv_brute_force() -> None:
     import threading
 

@@ -207,12 +207,12 @@ def pair_evidence(a: Image.Image, b: Image.Image, config: VerifyConfig) -> Evide
     """What verification finds for one pair, as `verified_inliers` decides it, with the
     matched points and B's outline in each image's own pixels (for explanations)."""
     cv2 = _cv2()
-    keys_a, keys_b = extract_keypoints(a, config), extract_keypoints(b, config)
+    (keys_a, mirror_a), keys_b = extract_both(a, config), extract_keypoints(b, config)
     found, verdict = judge_match(keys_a, keys_b, config)
     mirrored = False
     direct, keys_m = keys_a, None
     if verdict != AGREES or (found is not None and found.inliers < 4 * config.inlier_offset):
-        keys_m = extract_keypoints(a, config, mirrored=True)
+        keys_m = mirror_a
         other, other_verdict = judge_match(keys_m, keys_b, config)
         if other is None:
             better = False
