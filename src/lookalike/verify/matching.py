@@ -202,8 +202,10 @@ def extract_keypoints(
 
     Small images are scaled up to that size too, so keypoint scales are comparable.
     """
+    if mirrored:  # as `extract_both` finds them, so every caller gets the same keypoints
+        return extract_both(image, config)[1]
     grey, thumbnail = _grey(image, config)
-    return _keypoints_of_grey(_mirror(grey) if mirrored else grey, config, thumbnail)
+    return _keypoints_of_grey(grey, config, thumbnail)
 
 
 def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, Keypoints]:
