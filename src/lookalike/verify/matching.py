@@ -215,7 +215,7 @@ def extract_both(image: Image.Image, config: VerifyConfig) -> tuple[Keypoints, K
     The mirror image's keypoints are the direct ones mirrored (FAST, the Harris score and
     the pyramid are symmetric; an orientation θ becomes 180° - θ), so only their
     descriptors are computed on the mirrored copy: for all but about 1 % of them the same
-    keypoints and descriptors as a second detection gives, in about two thirds of its time.
+    keypoints and descriptors as a second detection gives, in about half its time.
     Its content copy is the direct one mirrored and its hash the direct DCT's with the odd
     horizontal frequencies negated (equal to computing them again but for rounding)."""
     grey, thumbnail = _grey(image, config)
