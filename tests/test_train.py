@@ -477,3 +477,22 @@ def test_explicit_validation_photos_stay_out_of_training(
     train_set, val_set = loaded
     assert sorted(val_set) == sorted(photos[8:])
     assert not set(train_set) & set(val_set)
+
+
+def test_thumbnail_share_shows_both_views_of_a_picture_as_a_thumbnail(tmp_path: Path) -> None:
+    paths = []
+    for k in range(6):
+        paths.append(tmp_path / f"p{k}.png")
+        make_picture(k, (96, 80)).save(paths[-1])
+    config = replace(TINY_TRAIN, synthetic_per_batch=0, anchor_edit_prob=0.0, cache_side=160)
+    config = replace(config, preprocess=Preprocess(input_size=96, trim_borders=False))
+    items, _ = load_photos(paths, config)
+
+    def detail(share: float) -> float:
+        batch = next(iter(_PairStream(items, replace(config, thumbnail_share=share), seed=0)))
+        views = torch.cat([batch["anchors"], batch["positives"]]).float()
+        return float(views.diff(dim=1).abs().mean() + views.diff(dim=2).abs().mean())
+
+    # A thumbnail of at most 64 px scaled up to 96 px keeps less fine detail than the picture.
+    full, thumbnails = detail(0.0), detail(1.0)
+    assert thumbnails < 0.85 * full

@@ -15,6 +15,13 @@ from lookalike.train.config import TrainConfig
 from lookalike.train.data import _Item, edit_view, synthetic_image
 
 
+def thumbnail(image: Image.Image, sides: tuple[int, int], rng: np.random.Generator) -> Image.Image:
+    """`image` squashed to a square thumbnail, its side drawn from `sides` (both included),
+    as a 32-px benchmark set squashes every picture."""
+    side = int(rng.integers(sides[0], sides[1] + 1))
+    return image.resize((side, side), Image.Resampling.BILINEAR)
+
+
 class _PairStream(IterableDataset):
     """Endless batches: for each picture an anchor view and an edited view (a positive).
 
@@ -69,10 +76,12 @@ class _PairStream(IterableDataset):
             anchor = image
             if rng.random() < cfg.anchor_edit_prob:
                 anchor = edit_view(image, rng, 1)
+            positive = edit_view(image, rng, cfg.max_stacked_edits)
+            if cfg.thumbnail_share > 0 and rng.random() < cfg.thumbnail_share:
+                sides = cfg.thumbnail_sides
+                anchor, positive = (thumbnail(v, sides, rng) for v in (anchor, positive))
             anchors.append(prepare_image(anchor, cfg.preprocess))
-            positives.append(
-                prepare_image(edit_view(image, rng, cfg.max_stacked_edits), cfg.preprocess)
-            )
+            positives.append(prepare_image(positive, cfg.preprocess))
             sources.append(source)
             tiles.append(tile)
             shots.append(shot)

@@ -38,6 +38,11 @@ class TrainConfig:
     `place_photos` others of that place into its batch: different subjects, one background."""
     place_photos: int = 6
     tile_min_side: int = 200
+    thumbnail_share: float = 0.0
+    """Chance that a picture's two views are both shown as thumbnails (each squashed to a
+    random side in `thumbnail_sides`, as small-image datasets hold them): a copy at 32 px
+    must score as one too (issue 20)."""
+    thumbnail_sides: tuple[int, int] = (24, 64)
     cache_side: int = 320
     max_stacked_edits: int = 3
     anchor_edit_prob: float = 0.3
@@ -62,6 +67,8 @@ class TrainConfig:
         for key in ("widths", "depths"):
             if key in enc:
                 enc[key] = tuple(enc[key])
+        if "thumbnail_sides" in raw:
+            raw["thumbnail_sides"] = tuple(raw["thumbnail_sides"])
         return cls(
             **raw,
             encoder=EncoderConfig(**enc),
