@@ -27,7 +27,9 @@ from lookalike.model import (
     read_checkpoint,
     save_model,
     to_tensor,
+    trim_box,
 )
+from lookalike.model.preprocess import canvas_box
 from lookalike.records import Comparison
 from lookalike.score import cnn_similarity_from_cosine
 
@@ -157,6 +159,50 @@ def test_prepare_image_trims_a_uniform_border() -> None:
     assert np.abs(framed.astype(int) - bare.astype(int)).mean() < 6
     untrimmed = prepare_image(canvas, replace(pre, trim_borders=False))
     assert np.abs(untrimmed.astype(int) - bare.astype(int)).mean() > 20
+
+
+def _gradient(size: tuple[int, int], top: tuple[int, ...], bottom: tuple[int, ...]) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, size[1])[:, None, None]
+    return np.broadcast_to(np.array(top) * (1 - t) + np.array(bottom) * t, (size[1], size[0], 3))
+
+
+@pytest.mark.parametrize("canvas_kind", ["gradient", "grain"])
+def test_prepare_image_trims_a_smooth_canvas_when_asked(canvas_kind: str) -> None:
+    from conftest import make_picture
+
+    photo = make_picture(3, (120, 90))
+    rng = np.random.default_rng(0)
+    if canvas_kind == "gradient":
+        pixels = _gradient((300, 260), (200, 40, 90), (30, 160, 220))
+    else:
+        pixels = np.array((120, 60, 150)) + rng.normal(0, 25, (260, 300, 3))
+    canvas = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    canvas.paste(photo, (70, 40))
+    pre = replace(TINY_PREPROCESS, input_size=32, trim_canvas=True)
+    framed, bare = prepare_image(canvas, pre), prepare_image(photo, pre)
+    assert np.abs(framed.astype(int) - bare.astype(int)).mean() < 8
+    left, top, right, bottom = trim_box(canvas, pre)
+    assert abs(left - 70) <= 2 and abs(top - 40) <= 2
+    assert abs(right - 190) <= 2 and abs(bottom - 130) <= 2
+    # Without trim_canvas (checkpoints before v1.17) the canvas stays: the uniform test
+    # finds no border there.
+    untrimmed = prepare_image(canvas, replace(pre, trim_canvas=False))
+    assert np.abs(untrimmed.astype(int) - bare.astype(int)).mean() > 20
+
+
+def test_canvas_trim_keeps_photos_and_small_things_on_a_plain_ground_whole() -> None:
+    from conftest import make_picture
+
+    rng = np.random.default_rng(1)
+    sky = _gradient((300, 200), (90, 140, 230), (190, 215, 245))
+    cloud = Image.fromarray(sky.astype(np.uint8), "RGB")
+    cloud.paste((250, 250, 250), (200, 40, 240, 60))  # small, off the edges
+    # A horizon: a sky ramp above, grass below; the side edges are not straight ramps.
+    land = sky.copy()
+    land[120:] = np.array((60, 120, 40)) + rng.normal(0, 30, (80, 300, 3))
+    landscape = Image.fromarray(np.clip(land, 0, 255).astype(np.uint8), "RGB")
+    for picture in (cloud, landscape, make_picture(5, (160, 120))):
+        assert canvas_box(picture, 12) == (0, 0, picture.width, picture.height)
 
 
 # ---------------------------------------------------------------- similarity

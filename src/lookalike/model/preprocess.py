@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from lookalike.io import load_image
 
@@ -24,6 +24,9 @@ class Preprocess:
     input_size: int = 128
     trim_borders: bool = True
     trim_tolerance: int = 12
+    trim_canvas: bool = False
+    """Also trim a smooth canvas (a gradient or an even grain) around a pasted picture, not
+    just a uniform border (`canvas_box`)."""
     min_spread: float = 0.04
     decode_min_side: int = 0
     """Shortest side JPEGs are decoded at (reduced-size decoding); 0 = `input_size`."""
@@ -66,6 +69,90 @@ def _trim_box(arr: np.ndarray, tolerance: int) -> tuple[int, int, int, int]:
     return int(left), int(top), int(right), int(bottom)
 
 
+CANVAS_RADIUS = 3
+"""Half the side of the box blur that evens out a grainy canvas before it is modelled."""
+
+
+def _smoothed_edge(strip: np.ndarray, radius: int) -> np.ndarray:
+    """An image edge (N, 3) float32 from the outermost rows of it (depth, N, 3): their mean,
+    then a moving mean over 2 x radius + 1 along the edge."""
+    line = strip.mean(axis=0, dtype=np.float32)
+    summed = np.cumsum(np.pad(line, ((radius + 1, radius), (0, 0)), mode="edge"), axis=0)
+    return np.asarray((summed[2 * radius + 1 :] - summed[: -2 * radius - 1]) / (2 * radius + 1))
+
+
+def _straight_edge(line: np.ndarray, tolerance: int) -> np.ndarray | None:
+    """The least-squares straight colour ramp (N, 3) along an edge, or None when more than
+    5 % of the edge strays from it by more than `tolerance` in some channel."""
+    t = np.linspace(-1.0, 1.0, len(line), dtype=np.float32)[:, None]
+    mean = line.mean(axis=0)
+    ramp = mean + t * ((t * (line - mean)).sum(axis=0) / (t * t).sum())
+    strays = np.abs(line - ramp).max(axis=1) > tolerance
+    return ramp if strays.mean() <= 0.05 else None
+
+
+def canvas_box(
+    image: Image.Image, tolerance: int, radius: int = CANVAS_RADIUS
+) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box of a picture pasted inside a smooth canvas (a flat
+    colour, a linear gradient or an even grain), or the whole image if there is none.
+
+    Each edge of the image, evened out, must be a straight colour ramp; the canvas is then
+    modelled by blending the four ramps across the image (a Coons patch: exact for flat
+    colours and linear gradients), and the box holds what differs from it by more than
+    `tolerance` once blurred. Only a large rectangle counts (each side at least a fifth of
+    the image, at most 90 % of its area, differing along most of its outline, with contrast
+    inside): a cloud in a clear sky or a blotch on a wall is not a pasted picture.
+    """
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    arr = np.asarray(image)
+    h, w = arr.shape[:2]
+    whole = (0, 0, w, h)
+    if h < 16 or w < 16:
+        return whole
+    ramps = []
+    for strip in (arr[:2], arr[-2:], arr[:, :2].transpose(1, 0, 2), arr[:, -2:].transpose(1, 0, 2)):
+        ramp = _straight_edge(_smoothed_edge(strip, 3 * radius + 1), tolerance)
+        if ramp is None:  # most photos leave here, after one or two edges
+            return whole
+        ramps.append(ramp)
+    top, bottom, left, right = ramps
+    u = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
+    v = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    corners = (1 - u) * (1 - v) * top[0] + u * (1 - v) * top[-1]
+    corners = corners + (1 - u) * v * bottom[0] + u * v * bottom[-1]
+    canvas = (1 - v) * top + v * bottom + (1 - u) * left[:, None] + u * right[:, None] - corners
+    blurred = np.asarray(image.filter(ImageFilter.BoxBlur(radius)), np.float32)
+    differs = np.abs(blurred - canvas).max(axis=2) > tolerance
+    # The edges are canvas (tested above); the blur, short of neighbours there, is not.
+    differs[:radius], differs[-radius:], differs[:, :radius], differs[:, -radius:] = (False,) * 4
+    # A pasted picture fills at least a fifth of the rows it crosses; a grain's blotches
+    # that the blur leaves do not.
+    rows = np.flatnonzero(differs.mean(axis=1) > 0.1)
+    cols = np.flatnonzero(differs.mean(axis=0) > 0.1)
+    if rows.size == 0 or cols.size == 0:
+        return whole
+    top_, bottom_, left_, right_ = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    height, width = bottom_ - top_, right_ - left_
+    if height < 0.2 * h or width < 0.2 * w or height * width > 0.9 * h * w:
+        return whole
+    inside, k = differs[top_:bottom_, left_:right_], radius + 1
+    outline = (
+        inside[:k].max(axis=0).mean(),
+        inside[-k:].max(axis=0).mean(),
+        inside[:, :k].max(axis=1).mean(),
+        inside[:, -k:].max(axis=1).mean(),
+    )
+    if min(outline) < 0.6:
+        return whole
+    # A picture has contrast; a blotch of a near-flat wall or sky (grey spread 3-15 levels
+    # on the calibrate sets, pasted pictures 24 and more) is no picture.
+    if arr[top_:bottom_, left_:right_].mean(axis=2).std() < 1.5 * tolerance:
+        return whole
+    s = radius - 1  # the blur spreads the picture's edge outwards
+    return int(left_ + s), int(top_ + s), int(right_ - s), int(bottom_ - s)
+
+
 def trim_box(image: Image.Image, preprocess: Preprocess) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) part of `image` that `prepare_image` squashes to input.
 
@@ -73,7 +160,11 @@ def trim_box(image: Image.Image, preprocess: Preprocess) -> tuple[int, int, int,
     """
     if not preprocess.trim_borders:
         return (0, 0, image.width, image.height)
-    return _trim_box(np.asarray(image.convert("RGB")), preprocess.trim_tolerance)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    box = _trim_box(np.asarray(rgb), preprocess.trim_tolerance)
+    if preprocess.trim_canvas and box == (0, 0, image.width, image.height):
+        box = canvas_box(rgb, preprocess.trim_tolerance)
+    return box
 
 
 def prepare_image(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
@@ -81,7 +172,7 @@ def prepare_image(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     if preprocess.trim_borders:
-        box = _trim_box(np.asarray(image), preprocess.trim_tolerance)
+        box = trim_box(image, preprocess)
         if box != (0, 0, image.width, image.height):
             image = image.crop(box)  # the same pixels as slicing the array, and no copy back
     size = preprocess.input_size
