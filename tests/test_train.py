@@ -496,3 +496,14 @@ def test_thumbnail_share_shows_both_views_of_a_picture_as_a_thumbnail(tmp_path: 
     # A thumbnail of at most 64 px scaled up to 96 px keeps less fine detail than the picture.
     full, thumbnails = detail(0.0), detail(1.0)
     assert thumbnails < 0.85 * full
+
+
+def test_the_validation_set_is_the_same_draw_whatever_the_thumbnail_share(
+    photos: list[Path],
+) -> None:
+    items, _ = load_photos(photos[:4], TINY_TRAIN)
+    plain = _build_val(items, TINY_TRAIN)
+    small = _build_val(items, replace(TINY_TRAIN, thumbnail_share=1.0))
+    for name in ("originals", "edits", "distractors"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(small, name))
+    np.testing.assert_array_equal(plain.batches[0]["anchors"], small.batches[0]["anchors"])

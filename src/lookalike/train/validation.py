@@ -28,7 +28,10 @@ class _ValSet:
 
 
 def _build_val(items: list[_Item], config: TrainConfig) -> _ValSet:
-    stream = _PairStream(items, replace(config, synthetic_per_batch=0), seed=config.seed + 999)
+    # Full-size views only: the validation set stays the same draw, whatever share of
+    # training pictures are thumbnails, so runs with and without them compare.
+    shown = replace(config, synthetic_per_batch=0, thumbnail_share=0.0)
+    stream = _PairStream(items, shown, seed=config.seed + 999)
     rng = np.random.default_rng(config.seed + 12345)
     order = list(range(len(items)))
     batches = [
