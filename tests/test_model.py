@@ -201,7 +201,10 @@ def test_canvas_trim_keeps_photos_and_small_things_on_a_plain_ground_whole() -> 
     land = sky.copy()
     land[120:] = np.array((60, 120, 40)) + rng.normal(0, 30, (80, 300, 3))
     landscape = Image.fromarray(np.clip(land, 0, 255).astype(np.uint8), "RGB")
-    for picture in (cloud, landscape, make_picture(5, (160, 120))):
+    # A thumbnail on a gradient canvas keeps it: too small to tell canvas from picture.
+    thumbnail = Image.fromarray(_gradient((48, 40), (200, 40, 90), (30, 160, 220)).astype(np.uint8))
+    thumbnail.paste(make_picture(6, (24, 20)), (12, 10))
+    for picture in (cloud, landscape, make_picture(5, (160, 120)), thumbnail):
         assert canvas_box(picture, 12) == (0, 0, picture.width, picture.height)
 
 

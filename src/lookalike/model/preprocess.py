@@ -72,6 +72,11 @@ def _trim_box(arr: np.ndarray, tolerance: int) -> tuple[int, int, int, int]:
 CANVAS_RADIUS = 3
 """Half the side of the box blur that evens out a grainy canvas before it is modelled."""
 
+CANVAS_MIN_SIDE = 64
+"""Smaller pictures keep their canvas: at 32 px a blur and a ramp fitted along 21 px see
+shapes of the picture as canvas (on the 32-px calibrate set 94 of 4,663 pictures, most of
+them not on a canvas at all, were trimmed, and copies were lost)."""
+
 
 def _smoothed_edge(strip: np.ndarray, radius: int) -> np.ndarray:
     """An image edge (N, 3) float32 from the outermost rows of it (depth, N, 3): their mean,
@@ -108,7 +113,7 @@ def canvas_box(
     arr = np.asarray(image)
     h, w = arr.shape[:2]
     whole = (0, 0, w, h)
-    if h < 16 or w < 16:
+    if min(h, w) < CANVAS_MIN_SIDE:
         return whole
     ramps = []
     for strip in (arr[:2], arr[-2:], arr[:, :2].transpose(1, 0, 2), arr[:, -2:].transpose(1, 0, 2)):
